@@ -1,0 +1,183 @@
+"""3-D convolutions with the legacy weight-norm and anti-alias window parametrizations.
+
+All convolutions act on 5-D tensors ``(B, C, T, H, W)``.
+
+Parameter layout (must match legacy checkpoints):
+
+* neither option:            ``conv.weight``
+* anti-alias window only:    ``conv.parametrizations.weight.original`` (the live weight)
+* weight norm (+ window):    ``conv.parametrizations.weight.original`` (dead: never used in forward),
+  ``conv.parametrizations.weight.0.v`` (same shape as the weight) and ``...0.g`` (1-D, ``[C_out]``)
+* plus ``conv.bias`` when there is a bias.
+
+Effective weight = ``mask * (g * v / ||v||)`` (weight norm first, then the window).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+
+def _triple(v) -> tuple[int, int, int]:
+    if isinstance(v, (list, tuple)):
+        if len(v) == 1:
+            return (int(v[0]),) * 3
+        if len(v) != 3:
+            raise ValueError(f"expected an int or 3 values, got {v!r}")
+        return tuple(int(a) for a in v)  # type: ignore[return-value]
+    return (int(v),) * 3
+
+
+class WeightNorm(nn.Module):
+    """Weight-norm parametrization: ``w = g * v / max(||v||, 1e-12)``.
+
+    The norm is taken per slice along ``dim`` over all other dims. ``v`` (weight shape) and ``g``
+    (1-D, ``[weight.shape[dim]]``) are this module's own parameters, initialised from the weight at
+    registration; the parametrized tensor's ``original`` is therefore ignored by ``forward`` (legacy).
+    With ``keep_unit_norm`` ``g`` is fixed at ones (``requires_grad=False``).
+    """
+
+    def __init__(self, weight: torch.Tensor, dim: int = 0, keep_unit_norm: bool = False):
+        super().__init__()
+        self.dim = dim
+        w = weight.detach().clone()
+        self.v = nn.Parameter(w)
+        if keep_unit_norm:
+            g = torch.ones(w.shape[dim], dtype=w.dtype)
+        else:
+            g = self._norm(w)
+        self.g = nn.Parameter(g, requires_grad=not keep_unit_norm)
+
+    def _norm(self, v: torch.Tensor) -> torch.Tensor:
+        dims = [d for d in range(v.ndim) if d != self.dim]
+        return v.norm(p=2, dim=dims)
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 - legacy ignores it
+        v = self.v
+        shape = [1] * v.ndim
+        shape[self.dim] = -1
+        norm = self._norm(v).clamp_min(1e-12).view(shape)
+        return v * (self.g.view(shape) / norm)
+
+
+def window_mask(kernel_size: Sequence[int], window: str = "hann", power: float = 1.0,
+                **window_kwargs) -> torch.Tensor:
+    """Separable anti-alias mask of shape ``kernel_size`` (e.g. ``(kT, kH, kW)``).
+
+    Each axis of size >= 5 gets ``torch.signal.windows.<window>(n, sym=True) ** power`` divided by
+    its max; axes smaller than 5 get ones.
+    """
+    fn = getattr(torch.signal.windows, window, None)
+    if fn is None:
+        raise ValueError(f"unknown aa_window {window!r}")
+    mask = torch.ones(())
+    for n in kernel_size:
+        if n >= 5:
+            w = fn(n, sym=True, **window_kwargs).to(torch.float32) ** float(power)
+            w = w / w.max()
+        else:
+            w = torch.ones(n)
+        mask = mask.unsqueeze(-1) * w
+    return mask
+
+
+class WindowMask(nn.Module):
+    """Parametrization ``w -> mask * w`` with the mask a non-persistent buffer ``[1, 1, *kernel]``."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.mask.to(w.dtype)
+
+
+def apply_weight_parametrizations(conv: nn.Module, *, use_weight_norm: bool = False,
+                                  keep_unit_norm: bool = False, weight_norm_dim: int = 0,
+                                  aa_signal: bool = False, aa_window: str = "hann",
+                                  aa_window_kwargs: dict | None = None) -> None:
+    """Register weight norm (first) and the window (second) on ``conv.weight`` as legacy did."""
+    if use_weight_norm:
+        wn = WeightNorm(conv.weight, dim=weight_norm_dim, keep_unit_norm=keep_unit_norm)
+        parametrize.register_parametrization(conv, "weight", wn, unsafe=True)
+    if aa_signal:
+        kw = dict(aa_window_kwargs or {})
+        power = kw.pop("power", 1.0)
+        kernel = tuple(conv.weight.shape[2:]) if not use_weight_norm else \
+            tuple(conv.parametrizations.weight.original.shape[2:])
+        mask = window_mask(kernel, aa_window or "hann", power, **kw)
+        mask = mask.view(1, 1, *kernel)
+        parametrize.register_parametrization(conv, "weight", WindowMask(mask), unsafe=True)
+
+
+class StandardConv(nn.Module):
+    """``nn.Conv3d`` (attribute ``conv``) with optional weight norm / anti-alias window.
+
+    Input ``(B, C_in, T, H, W)`` -> output ``(B, C_out, T', H', W')`` (ordinary Conv3d arithmetic).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "replicate",
+                 aa_signal: bool = False, aa_window: str = "hann", aa_window_kwargs: dict | None = None,
+                 use_weight_norm: bool = False, keep_unit_norm: bool = False,
+                 weight_norm_dim: int = 0):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.conv = nn.Conv3d(in_channels, out_channels, _triple(kernel_size), stride=_triple(stride),
+                              padding=_triple(padding), dilation=_triple(dilation), groups=groups,
+                              bias=bias, padding_mode=padding_mode)
+        apply_weight_parametrizations(self.conv, use_weight_norm=use_weight_norm,
+                                      keep_unit_norm=keep_unit_norm,
+                                      weight_norm_dim=weight_norm_dim, aa_signal=aa_signal,
+                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs)
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class DepthwiseConv(nn.Module):
+    """Depthwise ``Conv3d`` (groups = C_in, no bias; attribute ``depthwise``) followed by a
+    1x1x1 ``pointwise`` Conv3d (C_in -> C_out, bias). Weight norm goes on both (``weight_norm_dim``
+    for the depthwise, dim 0 for the pointwise); the window only on the depthwise.
+
+    Input ``(B, C_in, T, H, W)`` -> ``(B, C_out, T', H', W')``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int | None = None, bias: bool = True,
+                 padding_mode: str = "replicate", aa_signal: bool = False, aa_window: str = "hann",
+                 aa_window_kwargs: dict | None = None, use_weight_norm: bool = False,
+                 keep_unit_norm: bool = False, weight_norm_dim: int = 0):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.depthwise = nn.Conv3d(in_channels, in_channels, _triple(kernel_size),
+                                   stride=_triple(stride), padding=_triple(padding),
+                                   dilation=_triple(dilation), groups=in_channels, bias=False,
+                                   padding_mode=padding_mode)
+        self.pointwise = nn.Conv3d(in_channels, out_channels, 1, bias=bias)
+        apply_weight_parametrizations(self.depthwise, use_weight_norm=use_weight_norm,
+                                      keep_unit_norm=keep_unit_norm,
+                                      weight_norm_dim=weight_norm_dim, aa_signal=aa_signal,
+                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs)
+        apply_weight_parametrizations(self.pointwise, use_weight_norm=use_weight_norm,
+                                      keep_unit_norm=keep_unit_norm, weight_norm_dim=0)
+
+    @property
+    def output_channels(self) -> int:
+        return self.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+CONV_TYPES = {"standard": StandardConv, "depthwise": DepthwiseConv}

@@ -1,0 +1,110 @@
+"""Normalization layers selectable by ``norm_type`` (legacy ``get_norm_layer``).
+
+All layers take channel-first tensors ``(B, C, ...)`` (5-D ``(B, C, T, H, W)`` in the convnet) and
+return the same shape. ``eps`` defaults to 1e-5 and ``affine`` to True (False for ``instance``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .errors import ModelConfigError, unknown_type
+
+
+class RMSNorm(nn.Module):
+    """``y = x * rsqrt(mean_{dims}(x^2) + eps)`` (then ``y * gamma + beta`` if affine), in fp32.
+
+    ``gamma``/``beta`` are 1-D ``[C]`` (keys ``gamma``, ``beta``) broadcast over channel dim 1.
+    ``target_dim`` selects the reduced dims (default ``(1,)``, the channels). Output is cast back to
+    the input dtype.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True,
+                 target_dim=(1,)):
+        super().__init__()
+        self.eps = eps
+        self.affine = affine
+        self.target_dim = tuple(target_dim) if isinstance(target_dim, (list, tuple)) else (target_dim,)
+        if affine:
+            self.gamma = nn.Parameter(torch.ones(num_features))
+            self.beta = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = x.dtype
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(dim=self.target_dim, keepdim=True) + self.eps)
+        if self.affine:
+            shape = [1] * x.ndim
+            shape[1] = -1
+            y = y * self.gamma.float().view(shape) + self.beta.float().view(shape)
+        return y.to(dtype)
+
+
+class GlobalResponseNorm(nn.Module):
+    """GRN: ``G = ||x||_2`` over all dims after the channel (T, H, W jointly) per (sample, channel);
+    ``N = G / (mean_C G + eps)``; ``out = gamma * (x * N) + beta + x``.
+
+    ``gamma`` (init 0.1) and ``beta`` (init 0) have shape ``(1, C, 1, 1, 1)``.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, ndim: int = 5):
+        super().__init__()
+        self.eps = eps
+        shape = (1, num_features) + (1,) * (ndim - 2)
+        self.gamma = nn.Parameter(torch.full(shape, 0.1))
+        self.beta = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, x.ndim))
+        g = torch.linalg.vector_norm(x, ord=2, dim=dims, keepdim=True)
+        n = g / (g.mean(dim=1, keepdim=True) + self.eps)
+        return self.gamma * (x * n) + self.beta + x
+
+
+class ParameterFreeLayerNorm(nn.Module):
+    """``(x - mean) / sqrt(var + eps)`` over ``target_dim`` (default channels), computed in fp32."""
+
+    def __init__(self, eps: float = 1e-5, target_dim=(1,)):
+        super().__init__()
+        self.eps = eps
+        self.target_dim = tuple(target_dim) if isinstance(target_dim, (list, tuple)) else (target_dim,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        mean = xf.mean(dim=self.target_dim, keepdim=True)
+        var = xf.var(dim=self.target_dim, keepdim=True, unbiased=False)
+        return ((xf - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
+
+
+NORM_TYPES = ("rms", "grn", "layer", "batch", "instance", "group", "none")
+
+
+def get_norm_layer(norm_type: str | None, num_features: int, dim: int = 3,
+                   norm_params: dict | None = None, path: str = "norm_type") -> nn.Module:
+    """Return the norm layer for ``norm_type`` on ``num_features`` channels (Identity for none).
+
+    ``dim`` is the block's op dimension; batch/instance norms act on 5-D tensors here.
+    """
+    p = dict(norm_params or {})
+    eps = p.pop("eps", 1e-5)
+    if norm_type is None or str(norm_type).lower() == "none":
+        return nn.Identity()
+    t = str(norm_type).lower()
+    if t == "rms":
+        return RMSNorm(num_features, eps=eps, affine=p.get("affine", True),
+                       target_dim=p.get("target_dim", (1,)))
+    if t == "grn":
+        return GlobalResponseNorm(num_features, eps=eps)
+    if t == "layer":
+        return ParameterFreeLayerNorm(eps=eps, target_dim=p.get("target_dim", (1,)))
+    if t == "batch":
+        return nn.BatchNorm3d(num_features, eps=eps, affine=p.get("affine", True),
+                              momentum=p.get("momentum", 0.1))
+    if t == "instance":
+        return nn.InstanceNorm3d(num_features, eps=eps, affine=p.get("affine", False))
+    if t == "group":
+        if "num_groups" not in p:
+            raise ModelConfigError(f"{path}: group norm needs norm_params.num_groups")
+        return nn.GroupNorm(p["num_groups"], num_features, eps=eps, affine=p.get("affine", True))
+    raise unknown_type(path, norm_type, NORM_TYPES)
