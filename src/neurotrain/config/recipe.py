@@ -1,0 +1,231 @@
+"""The training recipe: one YAML file, checked completely before anything runs.
+
+A recipe has five sections (``data``, ``model``, ``train``, ``checkpoint``, ``logging``) plus ``seed``
+and ``output_dir``. Relative paths inside the recipe resolve against the recipe file's folder, except
+``output_dir`` and ``data.cache_dir``, which resolve against the working directory (where runs go).
+
+Command-line overrides use dotted keys: ``train.lr=1e-3 data.batch_size=32``; values are parsed as YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import yaml
+
+from neurotrain.config.typed import ConfigError, from_dict, to_dict
+
+
+@dataclass
+class DataConfig:
+    """Where the sessions come from and how samples are cut and batched.
+
+    ``sessions`` lists session folders (written by ``neurotrain.data.session.write_session``);
+    when it is null the built-in synthetic recording is generated (deterministically) into
+    ``cache_dir`` with the keyword arguments in ``synthetic``.
+    """
+
+    sessions: Optional[list[str]] = None
+    synthetic: dict = field(default_factory=dict)
+    cache_dir: str = "runs/data/synthetic"
+    lags: Union[int, list[int]] = 12
+    use_behavior: bool = True
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    batch_size: int = 64
+    val_batch_size: Optional[int] = None
+    num_workers: int = 0
+
+    def check(self, file, prefix):
+        if isinstance(self.lags, int) and self.lags < 1:
+            raise ConfigError(file, f"{prefix}.lags", f"must be >= 1, got {self.lags}")
+        if isinstance(self.lags, list) and (not self.lags or min(self.lags) < 0):
+            raise ConfigError(file, f"{prefix}.lags", "must be a non-empty list of lags >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(file, f"{prefix}.val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        if self.batch_size < 1:
+            raise ConfigError(file, f"{prefix}.batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.num_workers < 0:
+            raise ConfigError(file, f"{prefix}.num_workers", "must be >= 0")
+
+    @property
+    def lag_list(self) -> list[int]:
+        """The stimulus lags; index 0 = newest frame (lag 0), as in the legacy ``keys_lags.stim``."""
+        return list(range(self.lags)) if isinstance(self.lags, int) else list(self.lags)
+
+
+@dataclass
+class ModelConfig:
+    """``config`` is a model YAML in the legacy VisionCore format (adapter, frontend, convnet, ...)."""
+
+    config: str = "models/demo_twin.yaml"
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 6
+    steps_per_epoch: Optional[int] = None
+    lr: float = 3e-3
+    core_lr_scale: float = 1.0
+    weight_decay: float = 1e-5
+    gradient_clip_val: Optional[float] = 10.0
+    accumulate_grad_batches: int = 1
+    lr_scheduler: Literal["none", "cosine_warmup"] = "cosine_warmup"
+    warmup_epochs: float = 1.0
+    # null = whatever `accelerate launch` / its config file says (default: no mixed precision)
+    mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None
+    max_steps: Optional[int] = None
+
+    def check(self, file, prefix):
+        if self.max_epochs < 1:
+            raise ConfigError(file, f"{prefix}.max_epochs", "must be >= 1")
+        if self.accumulate_grad_batches < 1:
+            raise ConfigError(file, f"{prefix}.accumulate_grad_batches", "must be >= 1")
+        if self.lr <= 0:
+            raise ConfigError(file, f"{prefix}.lr", "must be > 0")
+        if self.warmup_epochs < 0:
+            raise ConfigError(file, f"{prefix}.warmup_epochs", "must be >= 0")
+
+
+@dataclass
+class CheckpointConfig:
+    save_top_k: int = 3
+    every_n_steps: int = 0
+    keep_last_states: int = 2
+    resume: str = "auto"
+
+    def check(self, file, prefix):
+        if self.save_top_k < 0:
+            raise ConfigError(file, f"{prefix}.save_top_k", "must be >= 0")
+        if self.keep_last_states < 1:
+            raise ConfigError(file, f"{prefix}.keep_last_states", "must be >= 1")
+
+
+@dataclass
+class LoggingConfig:
+    wandb: bool = False
+    wandb_project: str = "neurotrain"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    progress_bar: bool = True
+    log_every_n_steps: int = 10
+
+
+@dataclass
+class Recipe:
+    seed: int = 0
+    output_dir: str = "runs/demo"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # Not a YAML key: the folder of the recipe file, against which relative input paths resolve.
+    base_dir: Path = field(default=Path("."), repr=False, compare=False)
+    source: str = field(default="<recipe>", repr=False, compare=False)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def to_dict(self) -> dict:
+        d = to_dict(self)
+        d.pop("base_dir", None)
+        d.pop("source", None)
+        return d
+
+
+_RESERVED = {"base_dir", "source"}
+
+
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``"train.lr=1e-3"`` -> (["train", "lr"], 0.001). The value is parsed as YAML."""
+    if "=" not in text:
+        raise ConfigError("<command line>", text, "an override must look like key.subkey=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else None
+    # YAML reads 1e-3 as a string (it needs a dot); accept plain scientific notation as a float.
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(c in value for c in "eE.") else value
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise ConfigError("<command line>", ".".join(keys), f"'{k}' is not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and check a recipe; check that every input file it names exists.
+
+    Raises:
+        ConfigError: naming the recipe file and the dotted key of the first problem found.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(path, "<file>", "recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(path, "<yaml>", f"not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "<root>", "a recipe must be a mapping")
+    for k in _RESERVED:
+        if k in data:
+            raise ConfigError(path, k, "reserved name, not a recipe key")
+    data = apply_overrides(data, overrides or [])
+    recipe = from_dict(Recipe, data, file=path)
+    recipe.base_dir = path.resolve().parent
+    recipe.source = str(path)
+    check_files(recipe)
+    return recipe
+
+
+def check_files(recipe: Recipe) -> None:
+    """Every input path named by the recipe must exist (before any training starts)."""
+    model_path = recipe.resolve(recipe.model.config)
+    if not model_path.is_file():
+        raise ConfigError(recipe.source, "model.config", f"model YAML not found: {model_path}")
+    for i, s in enumerate(recipe.data.sessions or []):
+        p = recipe.resolve(s)
+        if not p.is_dir():
+            raise ConfigError(recipe.source, f"data.sessions[{i}]", f"session folder not found: {p}")
+
+
+def load_model_yaml(recipe: Recipe) -> dict:
+    path = recipe.resolve(recipe.model.config)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(path, "<yaml>", f"not valid YAML: {err}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(path, "<root>", "a model YAML must be a mapping")
+    return cfg
+
+
+__all__ = [
+    "ConfigError",
+    "Recipe",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "CheckpointConfig",
+    "LoggingConfig",
+    "load_recipe",
+    "load_model_yaml",
+    "apply_overrides",
+]
