@@ -1,0 +1,84 @@
+"""Bits per spike from summed statistics, exact across batches and ranks.
+
+For neuron u, over validation samples t with mask d, counts y and predicted rates r:
+
+* ``S_y = sum d*y``, ``S_d = sum d``, ``S_ll = sum d*(y*log(r + 1e-8) - r)`` (additive: sum over
+  batches and all-reduce over ranks, so the result is the pooled value, not an average of averages);
+* null model: the neuron's mean rate on the same samples, ``rbar = max(S_y, 1) / max(S_d, 1)``, whose
+  log-likelihood is ``S_y*log(rbar + 1e-8) - S_d*rbar``;
+* per neuron (legacy formula, spec §5.2): ``bps_u = (S_ll - LL0_u) / max(S_y, 1) / ln 2``;
+* pooled over a set of neurons (a session, a subject): ``sum_u (S_ll - LL0_u) / max(sum_u S_y, 1) / ln 2``
+  (information per spike of the whole population; no per-neuron clamping).
+
+``val_bps_overall`` is the mean of the sessions' pooled values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+EPS = 1e-8
+
+
+class PoissonStats:
+    """Running ``(S_y, S_d, S_ll)`` per neuron for each session, in float64."""
+
+    def __init__(self, n_neurons: list[int], device: torch.device | str = "cpu"):
+        self.n_neurons = list(n_neurons)
+        self.offsets = [0]
+        for n in self.n_neurons:
+            self.offsets.append(self.offsets[-1] + n)
+        self.stats = torch.zeros(3, self.offsets[-1], dtype=torch.float64, device=device)
+
+    def update(self, session_idx: int, rates: torch.Tensor, robs: torch.Tensor, dfs: torch.Tensor | None) -> None:
+        """Add one batch. ``rates`` are rates (not log-rates), shape (B, N)."""
+        r = rates.detach().double()
+        y = robs.detach().double()
+        d = torch.ones_like(y) if dfs is None else dfs.detach().double().expand_as(y)
+        ll = y * torch.log(r + EPS) - r
+        a, b = self.offsets[session_idx], self.offsets[session_idx + 1]
+        self.stats[0, a:b] += (d * y).sum(0)
+        self.stats[1, a:b] += d.sum(0)
+        self.stats[2, a:b] += (d * ll).sum(0)
+
+    def session(self, i: int) -> torch.Tensor:
+        return self.stats[:, self.offsets[i] : self.offsets[i + 1]]
+
+
+def _gain(stats: torch.Tensor) -> torch.Tensor:
+    s_y, s_d, s_ll = stats
+    rbar = s_y.clamp_min(1.0) / s_d.clamp_min(1.0)
+    ll0 = s_y * torch.log(rbar + EPS) - s_d * rbar
+    return s_ll - ll0
+
+
+def bps_per_neuron(stats: torch.Tensor) -> torch.Tensor:
+    """(3, N) summed stats -> (N,) bits/spike per neuron."""
+    return _gain(stats) / stats[0].clamp_min(1.0) / math.log(2.0)
+
+
+def bps_pooled(stats: torch.Tensor) -> float:
+    """(3, N) summed stats -> one pooled bits/spike value."""
+    return float(_gain(stats).sum() / stats[0].sum().clamp_min(1.0) / math.log(2.0))
+
+
+def summarize(stats: PoissonStats, names: list[str], subjects: list[str], prefix: str = "val") -> dict:
+    """Per-session, per-subject and overall bits/spike from (already all-reduced) stats."""
+    out: dict[str, float] = {}
+    per_session = []
+    by_subject: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        s = stats.session(i)
+        if float(s[1].sum()) == 0.0:
+            continue
+        v = bps_pooled(s)
+        out[f"{prefix}_bps/{name}"] = v
+        per_session.append(v)
+        by_subject.setdefault(subjects[i], []).append(i)
+    for subj, idx in by_subject.items():
+        cat = torch.cat([stats.session(i) for i in idx], dim=1)
+        out[f"{prefix}_bps_subject/{subj}"] = bps_pooled(cat)
+    out[f"{prefix}_bps_overall"] = sum(per_session) / len(per_session) if per_session else float("nan")
+    return out
