@@ -1,0 +1,493 @@
+"""On-disk recording sessions: one session = one folder.
+
+A session folder is a Hugging Face ``datasets`` Arrow dataset (written with
+:meth:`datasets.Dataset.save_to_disk`) holding one row per time bin, in time order, plus a
+``neurotrain_session.json`` metadata file::
+
+    <session>/
+        data-00000-of-00001.arrow   # Arrow IPC stream, ONE record batch
+        dataset_info.json           # written by `datasets`
+        state.json                  # written by `datasets`
+        neurotrain_session.json     # neurotrain metadata (see `write_session`)
+
+Columns (one row per time bin ``t``):
+
+========== ======================================= =====================================
+column     Arrow type                              meaning
+========== ======================================= =====================================
+frame      fixed_size_list<uint8>[H*W]             stimulus frame, row-major (H, W)
+robs       fixed_size_list<float32>[N]             spike counts per neuron
+dfs        fixed_size_list<uint8>[N]               validity mask (1 = valid)
+behavior   fixed_size_list<float32>[D] (optional)  e.g. eye position
+true_rates fixed_size_list<float32>[N] (optional)  ground-truth rates (synthetic data)
+trial_id   int64                                   trial of the bin
+========== ======================================= =====================================
+
+Reading is zero-copy: :meth:`Session.open` memory-maps the Arrow file (``datasets.load_from_disk``)
+and exposes numpy *views* onto the Arrow buffers, so opening a session costs (almost) no RAM and the
+page cache is shared between processes (e.g. DataLoader workers). The arrays are read-only.
+
+Zero-copy needs each column to be one contiguous buffer, i.e. ONE chunk. ``save_to_disk`` always
+writes record batches of at most 1000 rows (``datasets.config.DEFAULT_MAX_BATCH_SIZE``; not
+configurable through its API), which would give a multi-chunk table on load. ``write_session``
+therefore rewrites the single shard it produced as an Arrow IPC stream with exactly one record
+batch (same schema, same Hugging Face feature metadata); ``datasets.load_from_disk`` reads it
+unchanged. If a session on disk is nevertheless multi-chunk (e.g. written by another tool),
+:meth:`Session.open` raises :class:`SessionError` naming the file instead of silently copying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "META_FILENAME",
+    "SessionError",
+    "Session",
+    "write_session",
+    "read_session_meta",
+    "is_session_dir",
+]
+
+SCHEMA_VERSION = 1
+META_FILENAME = "neurotrain_session.json"
+
+_REQUIRED_META_KEYS = (
+    "schema_version",
+    "name",
+    "subject",
+    "sampling_rate",
+    "n_frames",
+    "n_neurons",
+    "frame_shape",
+    "neuron_ids",
+    "behavior_names",
+    "has_true_rates",
+    "extra_meta",
+    "mean_rate",
+)
+
+
+class SessionError(ValueError):
+    """A session folder is missing, incomplete or inconsistent (the message names path and key)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _err(path: Path | str, key: str, msg: str) -> SessionError:
+    return SessionError(f"session {str(path)!r}, key {key!r}: {msg}")
+
+
+def _as_array(path: Path, key: str, x: Any, dtype: np.dtype, ndim: int) -> np.ndarray:
+    a = np.asarray(x)
+    if a.ndim != ndim:
+        raise _err(path, key, f"expected a {ndim}-D array, got shape {a.shape}")
+    if a.dtype != dtype:
+        if np.issubdtype(dtype, np.integer) and not (
+            np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_
+        ):
+            if a.size and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+                raise _err(path, key, f"expected integer values (dtype {dtype}), got {a.dtype} with non-integers")
+        a = a.astype(dtype)
+    return np.ascontiguousarray(a)
+
+
+def _fixed_list(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
+    """(T, width) C-contiguous numpy array -> fixed_size_list<type>[width] (zero-copy wrap)."""
+    flat = pa.array(values.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    import datasets
+
+    was_enabled = datasets.is_progress_bar_enabled()
+    if was_enabled:
+        datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _consolidate_arrow_file(fpath: Path) -> None:
+    """Rewrite an Arrow IPC stream file so that it holds exactly one record batch."""
+    with pa.memory_map(str(fpath), "r") as src:
+        reader = pa.ipc.open_stream(src)
+        table = reader.read_all()
+        if table.num_rows == 0 or all(col.num_chunks == 1 for col in table.columns):
+            return
+        table = table.combine_chunks()
+        tmp = fpath.with_name(fpath.name + ".onebatch")
+        with pa.OSFile(str(tmp), "wb") as sink:
+            with pa.ipc.new_stream(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=table.num_rows)
+        del table, reader
+    os.replace(tmp, fpath)
+
+
+def write_session(
+    path: str | os.PathLike,
+    *,
+    name: str,
+    subject: str,
+    sampling_rate: float,
+    frames: np.ndarray,
+    robs: np.ndarray,
+    trial_ids: np.ndarray,
+    dfs: np.ndarray | None = None,
+    behavior: np.ndarray | None = None,
+    behavior_names: Sequence[str] | None = None,
+    neuron_ids: np.ndarray | None = None,
+    true_rates: np.ndarray | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one recording session to the folder ``path`` and return its path.
+
+    Args:
+        frames: (T, H, W) uint8 stimulus frames (8-bit luminance).
+        robs: (T, N) spike counts (stored float32).
+        trial_ids: (T,) integer trial of every bin (stored int64).
+        dfs: (T, N) validity mask of 0/1 (stored uint8); default all ones.
+        behavior: (T, D) float32 behavioural covariates (e.g. eye position), optional.
+        behavior_names: D names for the behaviour columns (default ``behavior_0``...).
+        neuron_ids: (N,) int64 unit ids (default ``arange(N)``).
+        true_rates: (T, N) ground-truth rates of synthetic data, optional.
+        extra_meta: JSON-serialisable dict stored verbatim in the metadata.
+        overwrite: replace an existing session at ``path`` (default: refuse).
+
+    The write is atomic: everything goes into a temporary folder next to ``path`` which is then
+    renamed; a crash never leaves a half-written session at ``path``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"session {str(path)!r} already exists (pass overwrite=True to replace it)")
+
+    # ---- validate -----------------------------------------------------------------------------
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
+        raise _err(path, "frames", f"expected a uint8 array, got {getattr(frames, 'dtype', type(frames))}")
+    if frames.ndim != 3:
+        raise _err(path, "frames", f"expected shape (T, H, W), got {frames.shape}")
+    frames = np.ascontiguousarray(frames)
+    T, H, W = frames.shape
+    if T == 0 or H == 0 or W == 0:
+        raise _err(path, "frames", f"empty frames array of shape {frames.shape}")
+
+    robs = _as_array(path, "robs", robs, np.dtype(np.float32), 2)
+    if robs.shape[0] != T:
+        raise _err(path, "robs", f"has {robs.shape[0]} rows but frames has {T}")
+    N = robs.shape[1]
+    if N == 0:
+        raise _err(path, "robs", "has zero neurons")
+    if not np.all(np.isfinite(robs)):
+        raise _err(path, "robs", "contains NaN or inf (mark missing bins in dfs instead)")
+
+    if dfs is None:
+        dfs = np.ones((T, N), dtype=np.uint8)
+    dfs_in = np.asarray(dfs)
+    if dfs_in.shape != (T, N):
+        raise _err(path, "dfs", f"expected shape {(T, N)}, got {dfs_in.shape}")
+    if dfs_in.size and not np.all((dfs_in == 0) | (dfs_in == 1)):
+        raise _err(path, "dfs", "must contain only 0 and 1")
+    dfs = np.ascontiguousarray(dfs_in.astype(np.uint8))
+
+    trial_ids = _as_array(path, "trial_ids", trial_ids, np.dtype(np.int64), 1)
+    if trial_ids.shape[0] != T:
+        raise _err(path, "trial_ids", f"has {trial_ids.shape[0]} entries but frames has {T}")
+
+    if behavior is not None:
+        behavior = _as_array(path, "behavior", behavior, np.dtype(np.float32), 2)
+        if behavior.shape[0] != T:
+            raise _err(path, "behavior", f"has {behavior.shape[0]} rows but frames has {T}")
+        D = behavior.shape[1]
+        if behavior_names is None:
+            behavior_names = [f"behavior_{i}" for i in range(D)]
+        behavior_names = [str(b) for b in behavior_names]
+        if len(behavior_names) != D:
+            raise _err(path, "behavior_names", f"has {len(behavior_names)} names for {D} behaviour columns")
+    else:
+        if behavior_names:
+            raise _err(path, "behavior_names", "given without a behavior array")
+        behavior_names = []
+
+    if neuron_ids is None:
+        neuron_ids = np.arange(N, dtype=np.int64)
+    neuron_ids = _as_array(path, "neuron_ids", neuron_ids, np.dtype(np.int64), 1)
+    if neuron_ids.shape[0] != N:
+        raise _err(path, "neuron_ids", f"has {neuron_ids.shape[0]} ids for {N} neurons")
+    if len(np.unique(neuron_ids)) != N:
+        raise _err(path, "neuron_ids", "ids are not unique")
+
+    if true_rates is not None:
+        true_rates = _as_array(path, "true_rates", true_rates, np.dtype(np.float32), 2)
+        if true_rates.shape != (T, N):
+            raise _err(path, "true_rates", f"expected shape {(T, N)}, got {true_rates.shape}")
+
+    extra = dict(extra_meta or {})
+    try:
+        json.dumps(extra)
+    except TypeError as e:
+        raise _err(path, "extra_meta", f"is not JSON-serialisable: {e}") from None
+
+    valid = dfs.astype(np.float64)
+    n_valid = valid.sum(axis=0)
+    mean_rate = (robs.astype(np.float64) * valid).sum(axis=0) / np.maximum(n_valid, 1.0)
+
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "name": str(name),
+        "subject": str(subject),
+        "sampling_rate": float(sampling_rate),
+        "n_frames": int(T),
+        "n_neurons": int(N),
+        "frame_shape": [int(H), int(W)],
+        "neuron_ids": [int(i) for i in neuron_ids],
+        "behavior_names": list(behavior_names),
+        "has_true_rates": true_rates is not None,
+        "extra_meta": extra,
+        "mean_rate": [float(r) for r in mean_rate],
+        "n_valid_bins": [int(v) for v in n_valid],
+    }
+
+    # ---- build the Arrow table (zero-copy wraps of the numpy arrays) ---------------------------
+    cols: dict[str, pa.Array] = {"frame": _fixed_list(frames, H * W), "robs": _fixed_list(robs, N), "dfs": _fixed_list(dfs, N)}
+    if behavior is not None:
+        cols["behavior"] = _fixed_list(behavior, behavior.shape[1])
+    if true_rates is not None:
+        cols["true_rates"] = _fixed_list(true_rates, N)
+    cols["trial_id"] = pa.array(trial_ids)
+    table = pa.table(cols)
+
+    # ---- write atomically -----------------------------------------------------------------------
+    import datasets
+    from datasets.table import InMemoryTable
+
+    parent = path.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    old = None
+    try:
+        ds = datasets.Dataset(InMemoryTable(table))
+        with _quiet_datasets():
+            ds.save_to_disk(str(tmp), num_shards=1)
+        del ds
+        for f in sorted(tmp.glob("*.arrow")):
+            _consolidate_arrow_file(f)
+        with open(tmp / META_FILENAME, "w") as fh:
+            json.dump(meta, fh, indent=1)
+        if path.exists():
+            if not overwrite:  # appeared while we were writing
+                raise FileExistsError(f"session {str(path)!r} already exists (pass overwrite=True to replace it)")
+            if path.is_dir() and not path.is_symlink():
+                old = parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
+                os.replace(path, old)
+            else:
+                path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old, path)
+            old = None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+
+
+def is_session_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder holding a neurotrain metadata file."""
+    p = Path(path)
+    return p.is_dir() and (p / META_FILENAME).is_file()
+
+
+def read_session_meta(path: str | os.PathLike) -> dict:
+    """Read and check only the metadata JSON of a session (cheap; does not touch the Arrow data)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise _err(path, META_FILENAME, "session folder does not exist")
+    mpath = path / META_FILENAME
+    if not mpath.is_file():
+        raise _err(path, META_FILENAME, "metadata file is missing (not a neurotrain session folder?)")
+    try:
+        with open(mpath) as fh:
+            meta = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise _err(path, META_FILENAME, f"cannot read metadata: {e}") from None
+    if not isinstance(meta, dict):
+        raise _err(path, META_FILENAME, "metadata is not a JSON object")
+    for key in _REQUIRED_META_KEYS:
+        if key not in meta:
+            raise _err(path, key, f"missing from {META_FILENAME}")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise _err(path, "schema_version", f"unsupported schema version {meta['schema_version']!r} (expected {SCHEMA_VERSION})")
+    fs = meta["frame_shape"]
+    if not (isinstance(fs, list) and len(fs) == 2 and all(isinstance(v, int) and v > 0 for v in fs)):
+        raise _err(path, "frame_shape", f"expected [H, W] of positive ints, got {fs!r}")
+    N = meta["n_neurons"]
+    for key in ("neuron_ids", "mean_rate"):
+        if len(meta[key]) != N:
+            raise _err(path, key, f"has {len(meta[key])} entries but n_neurons is {N}")
+    return meta
+
+
+def _column_view(path: Path, files: Sequence[str], table: pa.Table, key: str, width: int | None,
+                 dtype: np.dtype) -> np.ndarray:
+    """Zero-copy numpy view of one column: (T,) for scalars, (T, width) for fixed-size lists."""
+    if key not in table.column_names:
+        raise _err(path, key, f"column missing from the Arrow data (columns: {table.column_names})")
+    col = table.column(key)
+    if col.num_chunks != 1:
+        raise _err(
+            path, key,
+            f"column has {col.num_chunks} chunks in {', '.join(files) or 'the Arrow data'}; neurotrain needs one "
+            "chunk per column for zero-copy memory-mapped reads (rewrite the session with write_session)",
+        )
+    arr = col.chunk(0)
+    if width is not None:
+        if not pa.types.is_fixed_size_list(arr.type):
+            raise _err(path, key, f"expected a fixed_size_list column, got {arr.type}")
+        if arr.type.list_size != width:
+            raise _err(path, key, f"rows have {arr.type.list_size} values, expected {width}")
+        if arr.null_count:
+            raise _err(path, key, f"column has {arr.null_count} null rows")
+        values = arr.flatten()
+    else:
+        values = arr
+    if values.type != pa.from_numpy_dtype(dtype):
+        raise _err(path, key, f"expected values of type {pa.from_numpy_dtype(dtype)}, got {values.type}")
+    try:
+        out = values.to_numpy(zero_copy_only=True)
+    except (pa.ArrowInvalid, pa.ArrowException) as e:
+        raise _err(path, key, f"cannot view the column without copying: {e}") from None
+    if width is not None:
+        out = out.reshape(len(arr), width)
+    return out
+
+
+class Session:
+    """A recording session opened from disk with zero-copy, memory-mapped, read-only numpy views.
+
+    Attributes:
+        path, name, subject, sampling_rate, n_frames, n_neurons, frame_shape (H, W),
+        neuron_ids (N,) int64, behavior_names (list of str), meta (the full metadata dict),
+        frames (T, H, W) uint8, robs (T, N) float32, dfs (T, N) uint8, trial_ids (T,) int64,
+        behavior (T, D) float32 or None, true_rates (T, N) float32 or None,
+        data_files (the memory-mapped Arrow files).
+    """
+
+    frames: np.ndarray
+    robs: np.ndarray
+    dfs: np.ndarray
+    trial_ids: np.ndarray
+    behavior: np.ndarray | None
+    true_rates: np.ndarray | None
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        meta = read_session_meta(self.path)
+        self.meta: dict = meta
+        self.name: str = meta["name"]
+        self.subject: str = meta["subject"]
+        self.sampling_rate: float = float(meta["sampling_rate"])
+        self.n_frames: int = int(meta["n_frames"])
+        self.n_neurons: int = int(meta["n_neurons"])
+        self.frame_shape: tuple[int, int] = (int(meta["frame_shape"][0]), int(meta["frame_shape"][1]))
+        self.neuron_ids: np.ndarray = np.asarray(meta["neuron_ids"], dtype=np.int64)
+        self.behavior_names: list[str] = list(meta["behavior_names"])
+        self._load_arrays()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> "Session":
+        """Open the session folder ``path`` (raises :class:`SessionError` when it is not valid)."""
+        return cls(path)
+
+    def _load_arrays(self) -> None:
+        import datasets
+
+        path = self.path
+        try:
+            with _quiet_datasets():
+                ds = datasets.load_from_disk(str(path), keep_in_memory=False)
+        except FileNotFoundError as e:
+            raise _err(path, "dataset", f"no Hugging Face dataset in the folder: {e}") from None
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise _err(path, "dataset", f"cannot read the Arrow data: {type(e).__name__}: {e}") from None
+        if not isinstance(ds, datasets.Dataset):
+            raise _err(path, "dataset", f"expected a single Dataset, got {type(ds).__name__}")
+        if ds._indices is not None:  # never produced by write_session
+            raise _err(path, "dataset", "dataset has an indices mapping; cannot view it without copying")
+        self._dataset = ds  # keeps the memory maps alive (the numpy views also reference them)
+        self.data_files = [c["filename"] for c in ds.cache_files]
+        table: pa.Table = ds.data.table
+        T, N = self.n_frames, self.n_neurons
+        H, W = self.frame_shape
+        if table.num_rows != T:
+            raise _err(path, "n_frames", f"metadata says {T} frames but the Arrow data has {table.num_rows} rows")
+        files = self.data_files
+
+        frames = _column_view(path, files, table, "frame", H * W, np.dtype(np.uint8))
+        self.frames = frames.reshape(T, H, W)
+        self.robs = _column_view(path, files, table, "robs", N, np.dtype(np.float32))
+        self.dfs = _column_view(path, files, table, "dfs", N, np.dtype(np.uint8))
+        self.trial_ids = _column_view(path, files, table, "trial_id", None, np.dtype(np.int64))
+        D = len(self.behavior_names)
+        if D:
+            self.behavior = _column_view(path, files, table, "behavior", D, np.dtype(np.float32))
+        else:
+            if "behavior" in table.column_names:
+                raise _err(path, "behavior_names", "Arrow data has a behavior column but the metadata names none")
+            self.behavior = None
+        if self.meta["has_true_rates"]:
+            self.true_rates = _column_view(path, files, table, "true_rates", N, np.dtype(np.float32))
+        else:
+            self.true_rates = None
+
+    # Pickling (e.g. DataLoader workers started with "spawn") sends only the path and re-opens the
+    # memory maps on the other side; pickling the numpy views would copy the whole session.
+    def __getstate__(self) -> dict:
+        return {"path": str(self.path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["path"])
+
+    @property
+    def extra_meta(self) -> dict:
+        return self.meta["extra_meta"]
+
+    @property
+    def mean_rate(self) -> np.ndarray:
+        """(N,) mean spike count per bin over valid bins (from the metadata)."""
+        return np.asarray(self.meta["mean_rate"], dtype=np.float64)
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(name={self.name!r}, subject={self.subject!r}, n_frames={self.n_frames}, "
+            f"n_neurons={self.n_neurons}, frame_shape={self.frame_shape}, "
+            f"behavior={self.behavior_names}, path={str(self.path)!r})"
+        )
