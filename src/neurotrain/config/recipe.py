@@ -76,6 +76,8 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     # null = whatever `accelerate launch` / its config file says (default: no mixed precision)
     mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None
+    # Stop after this many optimizer steps, saving a resumable state (the LR schedule still spans
+    # max_epochs, so a stopped run resumed later is identical to one that never stopped).
     max_steps: Optional[int] = None
 
     def check(self, file, prefix):

@@ -1,0 +1,114 @@
+"""One dataset over many sessions, gathered a whole batch at a time.
+
+Global index space: session ``s`` owns indices ``offsets[s] .. offsets[s+1]-1``; global index
+``offsets[s] + j`` is the ``j``-th sample time ``times[s][j]`` of that session (a time bin whose lagged
+stimulus window lies inside one trial).
+
+``DataLoader`` calls :meth:`MultiSessionDataset.__getitems__` with the list of indices of one batch;
+it groups them by session (first-appearance order, like the legacy ``group_collate``) and gathers each
+group with one vectorised fancy-indexing step per array. :func:`group_collate` turns the groups into
+tensors. The stimulus stays ``uint8`` all the way to the device; :func:`cast_stim` normalises it there.
+
+Per-session batch (a ``dict``):
+
+=============== ======================= =========================================================
+key             shape / dtype           meaning
+=============== ======================= =========================================================
+``stim``        (B, 1, L, H, W) uint8   lag index 0 = newest frame (frame t), L-1 = frame t-lags[-1]
+``robs``        (B, N) float32          spike counts at time t
+``dfs``         (B, N) float32          1 = valid bin for that neuron
+``behavior``    (B, D) float32          behaviour at time t (only when the dataset uses behaviour)
+``true_rates``  (B, N) float32          ground-truth rates (synthetic data only; never seen by the model)
+``session_idx`` int                     index of the session (= readout index)
+=============== ======================= =========================================================
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from neurotrain.data.session import Session
+from neurotrain.data.windows import gather_windows
+
+
+class MultiSessionDataset(torch.utils.data.Dataset):
+    """Samples of one split (train or val) across sessions.
+
+    Args:
+        sessions: opened sessions (memory-mapped; nothing is copied here).
+        times: for each session, the sample times (int64 array) of this split.
+        lags: stimulus lags, index 0 = newest (e.g. ``[0, 1, ..., L-1]``).
+        use_behavior: also return each sample's behaviour vector.
+        with_true_rates: also return ground-truth rates when the session has them.
+    """
+
+    def __init__(
+        self,
+        sessions: Sequence[Session],
+        times: Sequence[np.ndarray],
+        lags: Sequence[int],
+        *,
+        use_behavior: bool = False,
+        with_true_rates: bool = True,
+    ):
+        if len(sessions) != len(times):
+            raise ValueError("one array of sample times per session is required")
+        self.sessions = list(sessions)
+        self.times = [np.asarray(t, dtype=np.int64) for t in times]
+        self.lags = np.asarray(lags, dtype=np.int64)
+        self.use_behavior = use_behavior
+        self.with_true_rates = with_true_rates
+        self.sizes = [len(t) for t in self.times]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+        for s, t in zip(self.sessions, self.times):
+            if len(t) and t.min() < int(self.lags.max()):
+                raise ValueError(f"session {s.name}: a sample time precedes its oldest lag")
+            if use_behavior and s.behavior is None:
+                raise ValueError(f"session {s.name} ({s.path}) has no behaviour columns but use_behavior is on")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def session_of(self, indices: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.offsets, indices, side="right") - 1
+
+    def gather(self, session_idx: int, local: np.ndarray) -> dict:
+        """Gather samples ``local`` (indices into ``times[session_idx]``) as numpy arrays."""
+        s = self.sessions[session_idx]
+        t = self.times[session_idx][local]
+        out = {
+            "stim": gather_windows(s.frames, t, self.lags),
+            "robs": np.asarray(s.robs[t], dtype=np.float32),
+            "dfs": np.asarray(s.dfs[t], dtype=np.float32),
+            "session_idx": session_idx,
+        }
+        if self.use_behavior:
+            out["behavior"] = np.asarray(s.behavior[t], dtype=np.float32)
+        if self.with_true_rates and s.true_rates is not None:
+            out["true_rates"] = np.asarray(s.true_rates[t], dtype=np.float32)
+        return out
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict]:
+        idx = np.asarray(indices, dtype=np.int64)
+        sess = self.session_of(idx)
+        groups = []
+        for s in dict.fromkeys(sess.tolist()):  # first-appearance order
+            local = idx[sess == s] - self.offsets[s]
+            groups.append(self.gather(s, local))
+        return groups
+
+    def __getitem__(self, index: int) -> dict:
+        return self.__getitems__([index])[0]
+
+
+def group_collate(groups: list[dict]) -> list[dict]:
+    """Per-session groups of numpy arrays -> list of per-session tensor dicts (zero-copy)."""
+    return [{k: (torch.from_numpy(v) if isinstance(v, np.ndarray) else v) for k, v in g.items()} for g in groups]
+
+
+def cast_stim(stim: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 pixels -> ``(x - 127) / 255`` (the legacy normalisation), on whatever device ``stim`` is."""
+    return (stim.to(dtype) - 127.0) / 255.0

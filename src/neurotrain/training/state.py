@@ -1,0 +1,22 @@
+"""The loop's own counters, saved with every resumable state (``register_for_checkpointing``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0                 # the epoch in progress (or next to start)
+    global_step: int = 0           # optimizer steps taken
+    batches_in_epoch: int = 0      # micro-batches this rank has finished in `epoch`
+    biases_initialized: bool = False
+    nonfinite_skipped: int = 0     # sub-batches skipped because their loss was not finite
+    best: list = field(default_factory=list)  # [[score, folder name], ...], best first
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)

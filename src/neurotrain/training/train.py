@@ -1,0 +1,321 @@
+"""The multi-session training recipe, top to bottom.
+
+    neurotrain train recipes/demo.yaml [key=value ...]
+    accelerate launch --config_file accelerate_configs/cpu_2proc.yaml -m neurotrain train recipes/demo.yaml
+
+What happens, in order:
+
+1. **Accelerator.** ``cpu=True`` when there is no CUDA (so two CPU processes really form a gloo group),
+   ``find_unused_parameters=True`` because each step uses one session's adapter and readout only,
+   ``even_batches=False`` because the sampler already gives every rank the same number of batches.
+2. **Data** (:mod:`neurotrain.data.build`): memory-mapped sessions, trial-block splits, one global-view
+   :class:`~neurotrain.data.sampler.SessionBatchSampler` that Accelerate shards by whole batches.
+3. **Model** from the legacy-format model YAML; AdamW with core/head groups; a per-step LR schedule.
+4. **Resume** from ``<output_dir>/state/LATEST`` if present (``checkpoint.resume: auto``), else
+   initialise the readout biases from the training-split mean rates (never again on resume).
+5. **Epochs.** Each micro-batch holds one session (a list of per-session dicts in general); the masked
+   Poisson loss pools all valid entries; non-finite sub-batches are skipped and counted; gradients are
+   clipped and accumulated; the scheduler steps once per optimizer step.
+6. **Validation** every epoch: this rank evaluates every N-th validation batch (no duplicates), the
+   Poisson sufficient statistics are summed across ranks, and bits/spike are computed from the sums
+   (per session, per subject, overall; oracle bits/spike beside them when the data has true rates).
+7. **Checkpoints:** portable folders for the best ``save_top_k`` by ``val_bps_overall`` and for the
+   last epoch, and a resumable state each epoch (and every ``checkpoint.every_n_steps`` steps).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from neurotrain.checkpoint.portable import save_portable
+from neurotrain.checkpoint.resume import StateManager
+from neurotrain.config.recipe import Recipe, load_model_yaml
+from neurotrain.config.typed import ConfigError
+from neurotrain.data.build import DataBundle, build_data
+from neurotrain.data.multisession import cast_stim, group_collate
+from neurotrain.data.sampler import SessionBatchSampler
+from neurotrain.model import ModelConfigError, build_model
+from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
+from neurotrain.training.loss import clamp_rates, masked_poisson_sums
+from neurotrain.training.metrics import PoissonStats, summarize
+from neurotrain.training.optim import build_optimizer
+from neurotrain.training.scheduler import build_scheduler
+from neurotrain.training.state import TrainState
+
+
+def make_accelerator(recipe: Recipe) -> Accelerator:
+    log_with, _ = wandb_tracker_config(recipe)
+    return Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=recipe.train.mixed_precision,
+        gradient_accumulation_steps=recipe.train.accumulate_grad_batches,
+        dataloader_config=DataLoaderConfiguration(even_batches=False),
+        # Each step uses one session's adapter and readout; the others get no gradient on this rank.
+        # Buffers (anti-alias masks, base grids) are constants: no need to broadcast them every forward.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)],
+        log_with=log_with,
+        project_dir=recipe.output_dir,
+    )
+
+
+def init_readout_biases(model, registry: list[dict]) -> None:
+    """Set each readout's bias so that its initial output equals the training-split mean rate."""
+    for readout, info in zip(model.readouts, registry):
+        rate = torch.tensor(info["mean_rates"], dtype=torch.float64)
+        if model.log_input:
+            bias = torch.log(rate.clamp_min(1e-8))
+        else:  # inverse softplus; softplus is the identity above its threshold of 20
+            r = rate.clamp_min(1e-6)
+            bias = torch.where(r > 20, r, torch.log(torch.expm1(r)))
+        with torch.no_grad():
+            readout.bias.copy_(bias.to(readout.bias.dtype))
+
+
+def forward_session(model, sub: dict, log_input: bool, clamp: bool = True) -> torch.Tensor:
+    rhat = model(cast_stim(sub["stim"]), int(sub["session_idx"]), sub.get("behavior"))
+    return clamp_rates(rhat, log_input) if clamp else rhat
+
+
+def _zero_loss(model) -> torch.Tensor:
+    """A loss of exactly 0 that touches every parameter (keeps all DDP ranks in step when a rank skips)."""
+    return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int, log_input: bool, with_oracle: bool) -> dict:
+    """Validation bits/spike (and loss) from statistics summed over this rank's share and all-reduced."""
+    model.eval()
+    sizes = data.val.sizes
+    batches = SessionBatchSampler(sizes, batch_size, shuffle=False).batches_for_epoch(0)
+    mine = [b.tolist() for b in batches[accelerator.process_index :: accelerator.num_processes]]
+    loader = torch.utils.data.DataLoader(data.val, batch_sampler=mine, collate_fn=group_collate)
+    device = accelerator.device
+    stats = PoissonStats(data.n_neurons, device=device)
+    oracle = PoissonStats(data.n_neurons, device=device)
+    loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
+    for batch in loader:
+        for sub in batch:
+            sub = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in sub.items()}
+            rhat = forward_session(model, sub, log_input).float()
+            s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
+            loss_sum += torch.stack([s.double(), c.double()])
+            rates = torch.exp(rhat) if log_input else rhat
+            stats.update(sub["session_idx"], rates, sub["robs"], sub["dfs"])
+            if with_oracle and "true_rates" in sub:
+                oracle.update(sub["session_idx"], sub["true_rates"], sub["robs"], sub["dfs"])
+    stats.stats = accelerator.reduce(stats.stats, "sum")
+    loss_sum = accelerator.reduce(loss_sum, "sum")
+    out = summarize(stats, data.names, data.subjects, prefix="val")
+    out["val_loss"] = float(loss_sum[0] / loss_sum[1].clamp_min(1.0))
+    if with_oracle:
+        oracle.stats = accelerator.reduce(oracle.stats, "sum")
+        if float(oracle.stats[1].sum()) > 0:
+            out.update(summarize(oracle, data.names, data.subjects, prefix="oracle"))
+    model.train()
+    return out
+
+
+def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
+    lines = [f"epoch {epoch}: val_loss {metrics['val_loss']:.4f}  val_bps_overall {metrics['val_bps_overall']:.4f}"]
+    lines.append(f"  {'session':<24} {'subject':<12} {'val bps':>8} {'oracle':>8} {'fraction':>8}")
+    for name, subj in zip(data.names, data.subjects):
+        v = metrics.get(f"val_bps/{name}", float("nan"))
+        o = metrics.get(f"oracle_bps/{name}", float("nan"))
+        frac = v / o if o and math.isfinite(o) and o > 0 else float("nan")
+        lines.append(f"  {name:<24} {subj:<12} {v:>8.4f} {o:>8.4f} {frac:>8.2f}")
+    if "oracle_bps_overall" in metrics:
+        o = metrics["oracle_bps_overall"]
+        lines.append(f"  {'overall':<37} {metrics['val_bps_overall']:>8.4f} {o:>8.4f} {metrics['val_bps_overall'] / o:>8.2f}")
+    tqdm.write("\n".join(lines))
+
+
+def train(recipe: Recipe) -> dict:
+    """Run the recipe; returns the last validation metrics (with ``best`` and ``output_dir``)."""
+    accelerator = make_accelerator(recipe)
+    set_seed(recipe.seed)
+    out_dir = Path(recipe.output_dir)
+    is_main = accelerator.is_main_process
+
+    # ---------------------------------------------------------------- data and model
+    data = build_data(recipe, accelerator.main_process_first)
+    model_config = load_model_yaml(recipe)
+    try:
+        model = build_model(model_config, data.n_neurons)
+    except ModelConfigError as err:
+        raise ConfigError(recipe.resolve(recipe.model.config), "model", str(err)) from None
+    log_input = model.log_input
+    tcfg = recipe.train
+
+    world = accelerator.num_processes
+    sampler = SessionBatchSampler(
+        data.train.sizes,
+        recipe.data.batch_size,
+        seed=recipe.seed,
+        num_replicas=world,
+        max_batches=None if tcfg.steps_per_epoch is None else tcfg.steps_per_epoch * tcfg.accumulate_grad_batches * world,
+    )
+    train_loader = torch.utils.data.DataLoader(
+        data.train,
+        batch_sampler=sampler,
+        collate_fn=group_collate,
+        num_workers=recipe.data.num_workers,
+        persistent_workers=recipe.data.num_workers > 0,
+    )
+    optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.core_lr_scale)
+    batches_per_rank = len(sampler) // world
+    steps_per_epoch = max(1, math.ceil(batches_per_rank / tcfg.accumulate_grad_batches))
+    total_steps = steps_per_epoch * tcfg.max_epochs  # max_steps only stops early; it never reshapes the schedule
+    scheduler = build_scheduler(
+        tcfg.lr_scheduler, optimizer, warmup_steps=round(tcfg.warmup_epochs * steps_per_epoch), total_steps=total_steps
+    )
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    state = TrainState()
+    # The scheduler is ours (not prepared: Accelerate would step it once per process); it, the sampler
+    # and the loop state travel with every saved state. Registration order is part of the format.
+    accelerator.register_for_checkpointing(scheduler, sampler, state)
+    raw = accelerator.unwrap_model(model)
+
+    # ---------------------------------------------------------------- resume or start
+    states = StateManager(out_dir / "state", recipe.checkpoint.keep_last_states)
+    resume_from = None
+    if recipe.checkpoint.resume == "auto":
+        resume_from = states.latest()
+    elif recipe.checkpoint.resume not in ("never", ""):
+        resume_from = Path(recipe.checkpoint.resume)
+        if not resume_from.is_dir():
+            raise ConfigError(recipe.source, "checkpoint.resume", f"state folder not found: {resume_from}")
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        if is_main:
+            tqdm.write(f"[neurotrain] resumed from {resume_from} (epoch {state.epoch}, step {state.global_step}, "
+                       f"{state.batches_in_epoch} batches into the epoch)")
+    if not state.biases_initialized:
+        init_readout_biases(raw, data.registry)
+        state.biases_initialized = True
+
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    if accelerator.log_with:
+        accelerator.init_trackers(recipe.logging.wandb_project, config=recipe.to_dict(),
+                                  init_kwargs=wandb_tracker_config(recipe)[1])
+    logger = MetricsLogger(accelerator, out_dir / "metrics.jsonl", use_wandb=bool(accelerator.log_with))
+    if is_main:
+        n_params = sum(p.numel() for p in raw.parameters())
+        tqdm.write(f"[neurotrain] {len(data.names)} sessions, {len(data.train)} train / {len(data.val)} val samples, "
+                   f"{n_params / 1e6:.2f}M parameters, {world} process(es) on {accelerator.device}, "
+                   f"{steps_per_epoch} steps/epoch")
+
+    # ---------------------------------------------------------------- epochs
+    metrics: dict = {}
+    clip = tcfg.gradient_clip_val
+    stop = False
+    for epoch in range(state.epoch, tcfg.max_epochs):
+        if state.epoch != epoch:
+            state.epoch, state.batches_in_epoch = epoch, 0
+        sampler.set_epoch(epoch)
+        train_loader.set_epoch(epoch)
+        model.train()
+        bar = tqdm(total=batches_per_rank, initial=state.batches_in_epoch, desc=f"epoch {epoch}",
+                   disable=not (is_main and recipe.logging.progress_bar), leave=False, dynamic_ncols=True)
+        run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+        for batch in train_loader:
+            with accelerator.accumulate(model):
+                total, count = None, None
+                for sub in batch:
+                    rhat = forward_session(model, sub, log_input)
+                    s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
+                    if not torch.isfinite(s):
+                        state.nonfinite_skipped += 1
+                        continue
+                    total = s if total is None else total + s
+                    count = c if count is None else count + c
+                loss = _zero_loss(model) if total is None else total / count.clamp_min(1.0)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and clip:
+                    accelerator.clip_grad_norm_(model.parameters(), clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if total is not None:
+                run_loss += torch.stack([total.detach().double(), count.detach().double()])
+            state.batches_in_epoch += 1
+            bar.update(1)
+            if accelerator.sync_gradients:
+                scheduler.step()
+                state.global_step += 1
+                if state.global_step % recipe.logging.log_every_n_steps == 0:
+                    step_loss = float(loss.detach())
+                    bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
+                    logger.log({"train_loss_step": step_loss, "lr": scheduler.get_last_lr()[-1], "epoch": epoch},
+                               step=state.global_step)
+                every = recipe.checkpoint.every_n_steps
+                if every and state.global_step % every == 0:
+                    sampler.set_position(epoch, state.batches_in_epoch * world)
+                    states.save(accelerator, state.global_step, {"epoch": epoch})
+                if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
+                    stop = True
+                    break
+        bar.close()
+        if stop and state.batches_in_epoch < batches_per_rank:
+            # Stopped mid-epoch by max_steps: save a resumable state and end without validation.
+            sampler.set_position(epoch, state.batches_in_epoch * world)
+            states.save(accelerator, state.global_step, {"epoch": epoch, "reason": "max_steps"})
+            break
+
+        # ------------------------------------------------------------ validation and checkpoints
+        run_loss = accelerator.reduce(run_loss, "sum")
+        # Evaluate the unwrapped model: ranks run different numbers of batches, so no DDP collectives.
+        metrics = evaluate(raw, accelerator, data, recipe.data.val_batch_size or recipe.data.batch_size,
+                           log_input, with_oracle=True)
+        metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
+                        "lr": scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped})
+        logger.log(metrics, step=state.global_step)
+        if is_main:
+            print_table(metrics, data, epoch)
+        save_models(raw, accelerator, recipe, data, model_config, metrics, state, epoch)
+        state.epoch, state.batches_in_epoch = epoch + 1, 0
+        sampler.set_position(epoch + 1, 0)
+        states.save(accelerator, state.global_step, {"epoch": epoch + 1})
+        if stop:
+            break
+
+    accelerator.end_training()
+    metrics = dict(metrics)
+    metrics["best"] = [list(b) for b in state.best]
+    metrics["output_dir"] = str(out_dir)
+    metrics["global_step"] = state.global_step
+    return metrics
+
+
+def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config: dict, metrics: dict,
+                state: TrainState, epoch: int) -> None:
+    """Portable folders: ``checkpoints/last`` every epoch, ``checkpoints/best/...`` for the top k."""
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    ckpt = Path(recipe.output_dir) / "checkpoints"
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    provenance = {"recipe": recipe.to_dict(), "epoch": epoch, "global_step": state.global_step}
+    kw = dict(model_config=model_config, sessions=data.registry, metrics=scalars, extra={"provenance": provenance})
+    save_portable(raw, ckpt / "last", **kw)
+    k = recipe.checkpoint.save_top_k
+    score = metrics.get("val_bps_overall", float("nan"))
+    if k <= 0 or not math.isfinite(score):
+        return
+    ranked = sorted(state.best, key=lambda b: -b[0])
+    if len(ranked) < k or score > ranked[-1][0]:
+        name = f"epoch={epoch:03d}-val_bps_overall={score:.4f}"
+        save_portable(raw, ckpt / "best" / name, **kw)
+        ranked = sorted(ranked + [[score, name]], key=lambda b: -b[0])
+        for _, old in ranked[k:]:
+            shutil.rmtree(ckpt / "best" / old, ignore_errors=True)
+        state.best = ranked[:k]
