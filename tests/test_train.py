@@ -108,3 +108,36 @@ def test_resume_mid_epoch_matches_uninterrupted_run(trained, tmp_path):
     wa = load_file(str(tmp / "run" / "checkpoints" / "last" / "model.safetensors"))
     wb = load_file(str(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_killed_run_resumes_from_its_last_state(trained, tmp_path):
+    """SIGKILL mid-epoch (no clean-up at all), start again: it resumes and ends where the straight run did."""
+    import signal
+    import time
+
+    tmp, _, first = trained
+    steps_per_epoch = int(re.search(r"(\d+) steps/epoch", first.stdout).group(1))
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data={"cache_dir": str(tmp / "data")},
+                         checkpoint={"every_n_steps": 7})
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "neurotrain", "train", str(recipe)], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_dir = tmp_path / "run" / "state"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        done = [p for p in state_dir.glob("step_*") if (p / "neurotrain_state.json").is_file()]
+        infos = [json.loads((p / "neurotrain_state.json").read_text()) for p in done]
+        if any(i["epoch"] == 1 and i["step"] > steps_per_epoch for i in infos):  # a mid-epoch state exists
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads((state_dir / (state_dir / "LATEST").read_text().strip() / "neurotrain_state.json").read_text())
+    assert saved["epoch"] == 1 and saved["step"] % steps_per_epoch != 0  # killed mid-epoch
+    second = run_cli(recipe)
+    assert f"step {saved['step']}" in second.stdout and "resumed from" in second.stdout
+    a = epoch_rows(read_metrics(tmp / "run"))
+    b = epoch_rows(read_metrics(tmp_path / "run"))
+    assert [r["epoch"] for r in b][-1] == 2
+    assert a[-1]["val_loss"] == b[-1]["val_loss"]

@@ -14,6 +14,7 @@ The readout order is the registry order. Loading needs neither the training data
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -42,20 +43,24 @@ def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: d
     """Write the folder atomically (a crash leaves any previous folder of that name intact)."""
     folder = Path(folder)
     tmp = temp_dir_for(folder)
-    # clone: safetensors refuses tensors that share storage (e.g. a linear readout's duplicate bias)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "producer": f"neurotrain {__version__}"})
-    meta = {
-        "schema_version": SCHEMA_VERSION,
-        "format": "neurotrain-portable-model",
-        "neurotrain_version": __version__,
-        "model_config": model_config,
-        "sessions": sessions,
-        "metrics": metrics or {},
-        **(extra or {}),
-    }
-    write_json_atomic(tmp / META, meta)
-    return commit_dir(tmp, folder)
+    try:
+        # clone: safetensors refuses tensors that share storage (e.g. a linear readout's duplicate bias)
+        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "producer": f"neurotrain {__version__}"})
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "format": "neurotrain-portable-model",
+            "neurotrain_version": __version__,
+            "model_config": model_config,
+            "sessions": sessions,
+            "metrics": metrics or {},
+            **(extra or {}),
+        }
+        write_json_atomic(tmp / META, meta)
+        return commit_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def read_portable_meta(folder: str | Path) -> dict:
