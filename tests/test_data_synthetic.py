@@ -10,7 +10,6 @@ import pytest
 from neurotrain.data.session import Session, SessionError
 from neurotrain.data.synthetic import (
     N_KERNEL_LAGS,
-    _pooled_poisson_bps,
     generate_demo_sessions,
     ground_truth_rates,
     oracle_bits_per_spike,
@@ -84,25 +83,6 @@ def test_oracle_bits_per_spike_positive(demo):
         vt = valid_sample_times(s.trial_ids, s.dfs, 11)
         bps = oracle_bits_per_spike(s, vt)
         assert 0.3 < bps < 1.0, (s.name, bps)
-
-
-def test_oracle_formula_matches_reference():
-    rng = np.random.default_rng(0)
-    r = rng.uniform(0.05, 1.0, size=(500, 3))
-    y = rng.poisson(r).astype(np.float64)
-    d = (rng.random((500, 3)) > 0.2).astype(np.float64)
-    num = den = 0.0
-    for u in range(3):
-        sy, sd = (d[:, u] * y[:, u]).sum(), d[:, u].sum()
-        rbar = max(sy, 1) / max(sd, 1)
-        ll = (d[:, u] * (y[:, u] * np.log(r[:, u] + 1e-8) - r[:, u])).sum()
-        ll0 = (d[:, u] * (y[:, u] * np.log(rbar + 1e-8) - rbar)).sum()
-        num += ll - ll0
-        den += max(sy, 1)
-    assert _pooled_poisson_bps(r, y, d) == pytest.approx(num / den / np.log(2), rel=1e-12)
-    # the mean-rate predictor scores exactly 0 on a fully valid neuron
-    yy = y[:, :1]
-    assert _pooled_poisson_bps(np.full_like(yy, yy.mean()), yy, np.ones_like(yy)) == pytest.approx(0, abs=1e-9)
 
 
 def test_simulation_deterministic():

@@ -509,29 +509,22 @@ def generate_demo_sessions(
 # ----------------------------------------------------------------------------------------------
 
 
-def _pooled_poisson_bps(rhat: np.ndarray, y: np.ndarray, d: np.ndarray) -> float:
-    """Pooled bits/spike: sum_u (LL_u - LL0_u) / sum_u max(S_y,u, 1) / ln 2 (float64)."""
-    rhat = rhat.astype(np.float64)
-    y = y.astype(np.float64)
-    d = d.astype(np.float64)
-    s_y = (d * y).sum(axis=0)
-    s_d = d.sum(axis=0)
-    rbar = np.maximum(s_y, 1.0) / np.maximum(s_d, 1.0)
-    ll = (d * (y * np.log(rhat + 1e-8) - rhat)).sum(axis=0)
-    ll0 = (d * (y * np.log(rbar[None, :] + 1e-8) - rbar[None, :])).sum(axis=0)
-    return float((ll - ll0).sum() / np.maximum(s_y, 1.0).sum() / math.log(2.0))
-
-
 def oracle_bits_per_spike(session: Session, times: np.ndarray | None = None) -> float:
     """Bits/spike of the ground-truth rates on the sample ``times`` (all bins if None), pooled over neurons.
 
-    Per neuron u over samples t with mask d: ``S_y = sum d*y``, ``S_d = sum d``,
-    ``rbar = max(S_y,1)/max(S_d,1)``, ``LL = sum d*(y*log(r+1e-8) - r)``,
-    ``LL0 = sum d*(y*log(rbar+1e-8) - rbar)``; result ``sum_u (LL - LL0) / sum_u max(S_y,1) / ln 2``.
+    The formula is the trainer's (:func:`neurotrain.training.metrics.bps_pooled`), so the oracle printed
+    beside the model's validation bits/spike is computed the same way.
     """
+    import torch
+
+    from neurotrain.training.metrics import PoissonStats, bps_pooled
+
     if session.true_rates is None:
         raise SessionError(f"session {str(session.path)!r}, key 'true_rates': session has no ground-truth rates")
     if times is None:
         times = np.arange(session.n_frames)
     times = np.asarray(times, dtype=np.int64)
-    return _pooled_poisson_bps(session.true_rates[times], session.robs[times], session.dfs[times])
+    stats = PoissonStats([session.n_neurons])
+    stats.update(0, torch.from_numpy(np.asarray(session.true_rates[times])), torch.from_numpy(np.asarray(session.robs[times])),
+                 torch.from_numpy(np.asarray(session.dfs[times], dtype=np.float32)))
+    return bps_pooled(stats.session(0))
