@@ -90,6 +90,27 @@ def _zero_loss(model) -> torch.Tensor:
     return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
 
 
+def batch_loss(model, batch: list[dict], log_input: bool):
+    """The masked Poisson loss of one micro-batch (a list of per-session sub-batches).
+
+    The loss pools all valid (sample, neuron) entries of the sub-batches. A sub-batch whose loss is
+    not finite is left out and counted; if none is left the loss is an exact 0 that still touches every
+    parameter, so backward runs on every rank. Returns ``(loss, total, count, n_skipped)`` where
+    ``total``/``count`` are the kept NLL sum and entry count (``None`` when nothing was kept).
+    """
+    total, count, skipped = None, None, 0
+    for sub in batch:
+        rhat = forward_session(model, sub, log_input)
+        s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
+        if not torch.isfinite(s):
+            skipped += 1
+            continue
+        total = s if total is None else total + s
+        count = c if count is None else count + c
+    loss = _zero_loss(model) if total is None else total / count.clamp_min(1.0)
+    return loss, total, count, skipped
+
+
 @torch.no_grad()
 def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int, log_input: bool, with_oracle: bool) -> dict:
     """Validation bits/spike (and loss) from statistics summed over this rank's share and all-reduced."""
@@ -230,16 +251,8 @@ def train(recipe: Recipe) -> dict:
         run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
         for batch in train_loader:
             with accelerator.accumulate(model):
-                total, count = None, None
-                for sub in batch:
-                    rhat = forward_session(model, sub, log_input)
-                    s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
-                    if not torch.isfinite(s):
-                        state.nonfinite_skipped += 1
-                        continue
-                    total = s if total is None else total + s
-                    count = c if count is None else count + c
-                loss = _zero_loss(model) if total is None else total / count.clamp_min(1.0)
+                loss, total, count, skipped = batch_loss(model, batch, log_input)
+                state.nonfinite_skipped += skipped
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and clip:
                     accelerator.clip_grad_norm_(model.parameters(), clip)
