@@ -72,3 +72,25 @@ def test_summarize_per_session_subject_and_overall():
     pooled_a = bps_pooled(torch.cat([stats.session(0), stats.session(1)], 1))
     assert abs(out["val_bps_subject/a"] - pooled_a) < 1e-12
     assert out["val_bps_subject/b"] == out["val_bps/b_1"]
+
+
+def test_correlation_and_r2_from_pooled_moments_match_numpy():
+    import numpy as np
+
+    from neurotrain.training.metrics import MomentStats, correlation_per_neuron, r2_per_neuron
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randn(50, 3, generator=g)
+    x = 0.7 * y + 0.5 * torch.randn(50, 3, generator=g)
+    d = torch.ones(50, 3)
+    d[:10, 2] = 0
+    m = MomentStats([3])
+    m.update(0, x[:20], y[:20], d[:20])
+    m.update(0, x[20:], y[20:], d[20:])
+    corr = correlation_per_neuron(m.session(0))
+    r2 = r2_per_neuron(m.session(0))
+    for u in range(3):
+        keep = d[:, u].bool().numpy()
+        xx, yy = x[keep, u].double().numpy(), y[keep, u].double().numpy()
+        assert abs(corr[u].item() - np.corrcoef(xx, yy)[0, 1]) < 1e-10
+        assert abs(r2[u].item() - (1 - ((yy - xx) ** 2).sum() / ((yy - yy.mean()) ** 2).sum())) < 1e-10

@@ -34,6 +34,12 @@ class DataConfig:
     use_behavior: bool = True
     val_fraction: float = 0.2
     split_seed: int = 0
+    # Stimuli shown 2+ times in a session go to validation ("val": the oracle split) or are left to the
+    # block split ("split"). Identical stimuli never straddle train/val either way, across sessions too.
+    repeats: Literal["val", "split"] = "val"
+    # How the stimulus reaches the model: uint8 pixels normalised on the device (default, least memory
+    # traffic), or normalised on the CPU and handed over as bfloat16 / float32 (legacy --dset_dtype).
+    stim_dtype: Literal["uint8", "bfloat16", "float32"] = "uint8"
     batch_size: int = 64
     val_batch_size: Optional[int] = None
     num_workers: int = 0

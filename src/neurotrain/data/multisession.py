@@ -53,6 +53,7 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         *,
         use_behavior: bool = False,
         with_true_rates: bool = True,
+        stim_dtype: str = "uint8",
     ):
         if len(sessions) != len(times):
             raise ValueError("one array of sample times per session is required")
@@ -61,6 +62,9 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         self.lags = np.asarray(lags, dtype=np.int64)
         self.use_behavior = use_behavior
         self.with_true_rates = with_true_rates
+        if stim_dtype not in STIM_DTYPES:
+            raise ValueError(f"stim_dtype must be one of {list(STIM_DTYPES)}, got {stim_dtype!r}")
+        self.stim_dtype = stim_dtype
         self.sizes = [len(t) for t in self.times]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         for s, t in zip(self.sessions, self.times):
@@ -79,8 +83,11 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         """Gather samples ``local`` (indices into ``times[session_idx]``) as numpy arrays."""
         s = self.sessions[session_idx]
         t = self.times[session_idx][local]
+        stim = gather_windows(s.frames, t, self.lags)
+        if self.stim_dtype != "uint8":
+            stim = cast_stim(torch.from_numpy(stim), STIM_DTYPES[self.stim_dtype])
         out = {
-            "stim": gather_windows(s.frames, t, self.lags),
+            "stim": stim,
             "robs": np.asarray(s.robs[t], dtype=np.float32),
             "dfs": np.asarray(s.dfs[t], dtype=np.float32),
             "session_idx": session_idx,
@@ -102,6 +109,9 @@ class MultiSessionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return self.__getitems__([index])[0]
+
+
+STIM_DTYPES = {"uint8": torch.uint8, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 def group_collate(groups: list[dict]) -> list[dict]:

@@ -64,12 +64,16 @@ def bps_pooled(stats: torch.Tensor) -> float:
     return float(_gain(stats).sum() / stats[0].sum().clamp_min(1.0) / math.log(2.0))
 
 
-def summarize(stats: PoissonStats, names: list[str], subjects: list[str], prefix: str = "val") -> dict:
-    """Per-session, per-subject and overall bits/spike from (already all-reduced) stats."""
+def summarize(stats: PoissonStats, names: list[str], subjects: list[str], prefix: str = "val",
+              sessions: list[int] | None = None) -> dict:
+    """Per-session, per-subject and overall bits/spike from (already all-reduced) stats.
+
+    ``sessions`` restricts the summary to those session indices (the spike-count sessions)."""
     out: dict[str, float] = {}
     per_session = []
     by_subject: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
+    for i in range(len(names)) if sessions is None else sessions:
+        name = names[i]
         s = stats.session(i)
         if float(s[1].sum()) == 0.0:
             continue
@@ -81,4 +85,66 @@ def summarize(stats: PoissonStats, names: list[str], subjects: list[str], prefix
         cat = torch.cat([stats.session(i) for i in idx], dim=1)
         out[f"{prefix}_bps_subject/{subj}"] = bps_pooled(cat)
     out[f"{prefix}_bps_overall"] = sum(per_session) / len(per_session) if per_session else float("nan")
+    return out
+
+
+class MomentStats:
+    """Running masked moments per neuron for continuous responses: counts, sums of x, y, x^2, y^2, xy.
+
+    ``x`` = prediction, ``y`` = target. All additive, so batches and ranks pool exactly.
+    """
+
+    def __init__(self, n_neurons: list[int], device: torch.device | str = "cpu"):
+        self.n_neurons = list(n_neurons)
+        self.offsets = [0]
+        for n in self.n_neurons:
+            self.offsets.append(self.offsets[-1] + n)
+        self.stats = torch.zeros(6, self.offsets[-1], dtype=torch.float64, device=device)
+
+    def update(self, session_idx: int, pred: torch.Tensor, target: torch.Tensor, dfs: torch.Tensor | None) -> None:
+        x = pred.detach().double()
+        y = target.detach().double()
+        d = torch.ones_like(y) if dfs is None else dfs.detach().double().expand_as(y)
+        a, b = self.offsets[session_idx], self.offsets[session_idx + 1]
+        for k, v in enumerate((d, d * x, d * y, d * x * x, d * y * y, d * x * y)):
+            self.stats[k, a:b] += v.sum(0)
+
+    def session(self, i: int) -> torch.Tensor:
+        return self.stats[:, self.offsets[i] : self.offsets[i + 1]]
+
+
+def correlation_per_neuron(stats: torch.Tensor) -> torch.Tensor:
+    """(6, N) moments -> (N,) Pearson correlation (NaN where a variance is 0)."""
+    n, sx, sy, sxx, syy, sxy = stats
+    n = n.clamp_min(1.0)
+    cov = sxy / n - (sx / n) * (sy / n)
+    vx = sxx / n - (sx / n) ** 2
+    vy = syy / n - (sy / n) ** 2
+    den = torch.sqrt(vx.clamp_min(0) * vy.clamp_min(0))
+    return torch.where(den > 0, cov / den, torch.full_like(den, float("nan")))
+
+
+def r2_per_neuron(stats: torch.Tensor) -> torch.Tensor:
+    """(6, N) moments -> (N,) fraction of variance explained, 1 - SSE / SST (SST about the target mean)."""
+    n, sx, sy, sxx, syy, sxy = stats
+    sse = syy - 2 * sxy + sxx
+    sst = syy - sy**2 / n.clamp_min(1.0)
+    return torch.where(sst > 0, 1 - sse / sst, torch.full_like(sst, float("nan")))
+
+
+def summarize_continuous(stats: MomentStats, names: list[str], sessions: list[int], prefix: str = "val") -> dict:
+    """Mean per-neuron correlation and R^2 for the given (continuous-response) sessions."""
+    out: dict[str, float] = {}
+    corrs = []
+    for i in sessions:
+        s = stats.session(i)
+        if float(s[0].sum()) == 0.0:
+            continue
+        c = correlation_per_neuron(s)
+        r2 = r2_per_neuron(s)
+        out[f"{prefix}_corr/{names[i]}"] = float(torch.nanmean(c))
+        out[f"{prefix}_r2/{names[i]}"] = float(torch.nanmean(r2))
+        corrs.append(out[f"{prefix}_corr/{names[i]}"])
+    if corrs:
+        out[f"{prefix}_corr_overall"] = sum(corrs) / len(corrs)
     return out

@@ -45,8 +45,8 @@ from neurotrain.data.multisession import cast_stim, group_collate
 from neurotrain.data.sampler import SessionBatchSampler
 from neurotrain.model import ModelConfigError, build_model
 from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
-from neurotrain.training.loss import clamp_rates, masked_poisson_sums
-from neurotrain.training.metrics import PoissonStats, summarize
+from neurotrain.training.loss import SessionLoss, clamp_rates
+from neurotrain.training.metrics import MomentStats, PoissonStats, summarize, summarize_continuous
 from neurotrain.training.optim import build_optimizer
 from neurotrain.training.scheduler import build_scheduler
 from neurotrain.training.state import TrainState
@@ -68,21 +68,42 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
 
 
 def init_readout_biases(model, registry: list[dict]) -> None:
-    """Set each readout's bias so that its initial output equals the training-split mean rate."""
+    """Set each readout's bias so that its initial output equals the training-split mean response.
+
+    Spike-count sessions: the mean rate through the inverse output activation (log for an identity
+    output, inverse softplus otherwise). Continuous sessions are standardised, so their mean is 0:
+    bias 0.
+    """
     for readout, info in zip(model.readouts, registry):
-        rate = torch.tensor(info["mean_rates"], dtype=torch.float64)
-        if model.log_input:
-            bias = torch.log(rate.clamp_min(1e-8))
+        if getattr(readout, "bias", None) is None:
+            continue
+        if info.get("response_type", "counts") == "continuous":
+            bias = torch.zeros(info["n_neurons"], dtype=torch.float64)
+        elif model.log_input:
+            bias = torch.log(torch.tensor(info["mean_rates"], dtype=torch.float64).clamp_min(1e-8))
         else:  # inverse softplus; softplus is the identity above its threshold of 20
-            r = rate.clamp_min(1e-6)
+            r = torch.tensor(info["mean_rates"], dtype=torch.float64).clamp_min(1e-6)
             bias = torch.where(r > 20, r, torch.log(torch.expm1(r)))
         with torch.no_grad():
             readout.bias.copy_(bias.to(readout.bias.dtype))
 
 
-def forward_session(model, sub: dict, log_input: bool, clamp: bool = True) -> torch.Tensor:
-    rhat = model(cast_stim(sub["stim"]), int(sub["session_idx"]), sub.get("behavior"))
-    return clamp_rates(rhat, log_input) if clamp else rhat
+def forward_session(model, sub: dict) -> torch.Tensor:
+    """The model's output for one per-session sub-batch (rates, or log-rates for an identity output)."""
+    stim = sub["stim"]
+    stim = cast_stim(stim) if stim.dtype == torch.uint8 else stim.float()
+    return model(stim, int(sub["session_idx"]), sub.get("behavior"))
+
+
+def session_losses(data: DataBundle, log_input: bool) -> list[SessionLoss]:
+    """One :class:`SessionLoss` per session, from its response type (counts -> Poisson, continuous -> Gaussian)."""
+    out = []
+    for info in data.registry:
+        if info["response_type"] == "continuous":
+            out.append(SessionLoss("gaussian", log_input, info["response_mean"], info["response_std"]))
+        else:
+            out.append(SessionLoss("poisson", log_input))
+    return out
 
 
 def _zero_loss(model) -> torch.Tensor:
@@ -90,7 +111,7 @@ def _zero_loss(model) -> torch.Tensor:
     return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
 
 
-def batch_loss(model, batch: list[dict], log_input: bool):
+def batch_loss(model, batch: list[dict], losses: list[SessionLoss]):
     """The masked Poisson loss of one micro-batch (a list of per-session sub-batches).
 
     The loss pools all valid (sample, neuron) entries of the sub-batches. A sub-batch whose loss is
@@ -100,8 +121,8 @@ def batch_loss(model, batch: list[dict], log_input: bool):
     """
     total, count, skipped = None, None, 0
     for sub in batch:
-        rhat = forward_session(model, sub, log_input)
-        s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
+        out = forward_session(model, sub)
+        s, c = losses[int(sub["session_idx"])].sums(out, sub["robs"], sub["dfs"])
         if not torch.isfinite(s):
             skipped += 1
             continue
@@ -112,35 +133,51 @@ def batch_loss(model, batch: list[dict], log_input: bool):
 
 
 @torch.no_grad()
-def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int, log_input: bool, with_oracle: bool) -> dict:
-    """Validation bits/spike (and loss) from statistics summed over this rank's share and all-reduced."""
+def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int, losses: list[SessionLoss],
+             with_oracle: bool) -> dict:
+    """Validation metrics from statistics summed over this rank's share of batches and all-reduced.
+
+    Spike-count sessions: bits/spike (per session, subject, overall) and the oracle's when the data has
+    true rates. All sessions: mean per-neuron correlation (and R^2 for continuous sessions) of the
+    model output with the (standardised, for continuous sessions) responses. ``val_loss`` pools the
+    per-session losses over all valid entries.
+    """
     model.eval()
-    sizes = data.val.sizes
-    batches = SessionBatchSampler(sizes, batch_size, shuffle=False).batches_for_epoch(0)
+    batches = SessionBatchSampler(data.val.sizes, batch_size, shuffle=False).batches_for_epoch(0)
     mine = [b.tolist() for b in batches[accelerator.process_index :: accelerator.num_processes]]
     loader = torch.utils.data.DataLoader(data.val, batch_sampler=mine, collate_fn=group_collate)
     device = accelerator.device
     stats = PoissonStats(data.n_neurons, device=device)
     oracle = PoissonStats(data.n_neurons, device=device)
+    moments = MomentStats(data.n_neurons, device=device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
     for batch in loader:
         for sub in batch:
             sub = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in sub.items()}
-            rhat = forward_session(model, sub, log_input).float()
-            s, c = masked_poisson_sums(rhat, sub["robs"], sub["dfs"], log_input)
+            i = int(sub["session_idx"])
+            out = forward_session(model, sub).float()
+            s, c = losses[i].sums(out, sub["robs"], sub["dfs"])
             loss_sum += torch.stack([s.double(), c.double()])
-            rates = torch.exp(rhat) if log_input else rhat
-            stats.update(sub["session_idx"], rates, sub["robs"], sub["dfs"])
-            if with_oracle and "true_rates" in sub:
-                oracle.update(sub["session_idx"], sub["true_rates"], sub["robs"], sub["dfs"])
-    stats.stats = accelerator.reduce(stats.stats, "sum")
+            if losses[i].kind == "poisson":
+                log_input = losses[i].log_input
+                rates = torch.exp(clamp_rates(out, True)) if log_input else clamp_rates(out, False)
+                stats.update(i, rates, sub["robs"], sub["dfs"])
+                moments.update(i, rates, sub["robs"], sub["dfs"])
+                if with_oracle and "true_rates" in sub:
+                    oracle.update(i, sub["true_rates"], sub["robs"], sub["dfs"])
+            else:
+                moments.update(i, out, losses[i].target(sub["robs"]), sub["dfs"])
+    for acc in (stats, moments):
+        acc.stats = accelerator.reduce(acc.stats, "sum")
     loss_sum = accelerator.reduce(loss_sum, "sum")
-    out = summarize(stats, data.names, data.subjects, prefix="val")
+    counts = [i for i, l in enumerate(losses) if l.kind == "poisson"]
+    out = summarize(stats, data.names, data.subjects, prefix="val", sessions=counts) if counts else {}
+    out.update(summarize_continuous(moments, data.names, list(range(len(losses))), prefix="val"))
     out["val_loss"] = float(loss_sum[0] / loss_sum[1].clamp_min(1.0))
-    if with_oracle:
+    if with_oracle and counts:
         oracle.stats = accelerator.reduce(oracle.stats, "sum")
         if float(oracle.stats[1].sum()) > 0:
-            out.update(summarize(oracle, data.names, data.subjects, prefix="oracle"))
+            out.update(summarize(oracle, data.names, data.subjects, prefix="oracle", sessions=counts))
     model.train()
     return out
 
@@ -173,7 +210,7 @@ def train(recipe: Recipe) -> dict:
         model = build_model(model_config, data.n_neurons)
     except ModelConfigError as err:
         raise ConfigError(recipe.resolve(recipe.model.config), "model", str(err)) from None
-    log_input = model.log_input
+    losses = session_losses(data, model.log_input)
     tcfg = recipe.train
 
     world = accelerator.num_processes
@@ -251,7 +288,7 @@ def train(recipe: Recipe) -> dict:
         run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
         for batch in train_loader:
             with accelerator.accumulate(model):
-                loss, total, count, skipped = batch_loss(model, batch, log_input)
+                loss, total, count, skipped = batch_loss(model, batch, losses)
                 state.nonfinite_skipped += skipped
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and clip:
@@ -288,7 +325,7 @@ def train(recipe: Recipe) -> dict:
         run_loss = accelerator.reduce(run_loss, "sum")
         # Evaluate the unwrapped model: ranks run different numbers of batches, so no DDP collectives.
         metrics = evaluate(raw, accelerator, data, recipe.data.val_batch_size or recipe.data.batch_size,
-                           log_input, with_oracle=True)
+                           losses, with_oracle=True)
         metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
                         "lr": scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped})
         logger.log(metrics, step=state.global_step)
