@@ -99,7 +99,8 @@ def load_portable(folder: str | Path, map_location: str | torch.device = "cpu"):
         state = load_file(str(weights), device=str(map_location))
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(weights, "<safetensors>", f"corrupt weights file: {err}") from None
-    model = build_model(meta["model_config"], [int(s["n_neurons"]) for s in meta["sessions"]])
+    model = build_model(meta["model_config"], [int(s["n_neurons"]) for s in meta["sessions"]],
+                        [s.get("overrides") for s in meta["sessions"]])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(weights, (missing or unexpected)[0],

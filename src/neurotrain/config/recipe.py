@@ -19,6 +19,30 @@ from neurotrain.config.typed import ConfigError, from_dict, to_dict
 
 
 @dataclass
+class SamplingConfig:
+    """Which session each training batch comes from, and the contrast curriculum.
+
+    * ``proportional``: every training sample once per epoch; sessions weigh by their size.
+    * ``uniform``: sessions drawn uniformly per batch; ``temperature``: probability ~ size^(1/T).
+    * ``session_synchronous``: the N ranks' batches of one step share a session (no idle readouts).
+    * ``curriculum``: contrast-weighted sampling ramping to uniform over ``curriculum_warmup_steps``
+      optimizer steps (legacy ``--enable_curriculum``, done right; see ``neurotrain.data.curriculum``).
+    """
+
+    policy: Literal["proportional", "uniform", "temperature"] = "proportional"
+    temperature: float = 1.0
+    session_synchronous: bool = False
+    curriculum: bool = False
+    curriculum_warmup_steps: int = 8000
+
+    def check(self, file, prefix):
+        if self.temperature <= 0:
+            raise ConfigError(file, f"{prefix}.temperature", "must be > 0")
+        if self.curriculum_warmup_steps < 0:
+            raise ConfigError(file, f"{prefix}.curriculum_warmup_steps", "must be >= 0")
+
+
+@dataclass
 class DataConfig:
     """Where the sessions come from and how samples are cut and batched.
 
@@ -28,6 +52,11 @@ class DataConfig:
     """
 
     sessions: Optional[list[str]] = None
+    # A legacy VisionCore parent dataset YAML (with its session YAMLs), used as it is; its sessions are
+    # read from neurotrain session folders named after them in `store_dir`.
+    legacy_config: Optional[str] = None
+    store_dir: Optional[str] = None
+    max_datasets: Optional[int] = None
     synthetic: dict = field(default_factory=dict)
     cache_dir: str = "runs/data/synthetic"
     lags: Union[int, list[int]] = 12
@@ -43,6 +72,7 @@ class DataConfig:
     batch_size: int = 64
     val_batch_size: Optional[int] = None
     num_workers: int = 0
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self, file, prefix):
         if isinstance(self.lags, int) and self.lags < 1:
@@ -100,6 +130,8 @@ class TrainConfig:
 @dataclass
 class CheckpointConfig:
     save_top_k: int = 3
+    # Higher is better. Recipes without spike-count sessions have no bits/spike: use val_corr_overall.
+    monitor: str = "val_bps_overall"
     every_n_steps: int = 0
     keep_last_states: int = 2
     resume: str = "auto"
@@ -212,6 +244,14 @@ def check_files(recipe: Recipe) -> None:
         p = recipe.resolve(s)
         if not p.is_dir():
             raise ConfigError(recipe.source, f"data.sessions[{i}]", f"session folder not found: {p}")
+    if recipe.data.legacy_config and recipe.data.sessions:
+        raise ConfigError(recipe.source, "data.legacy_config", "give either data.sessions or data.legacy_config, not both")
+    if recipe.data.legacy_config:
+        p = recipe.resolve(recipe.data.legacy_config)
+        if not p.is_file():
+            raise ConfigError(recipe.source, "data.legacy_config", f"legacy dataset YAML not found: {p}")
+        if recipe.data.store_dir and not recipe.resolve(recipe.data.store_dir).is_dir():
+            raise ConfigError(recipe.source, "data.store_dir", f"folder not found: {recipe.resolve(recipe.data.store_dir)}")
 
 
 def load_model_yaml(recipe: Recipe) -> dict:

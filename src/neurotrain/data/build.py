@@ -16,7 +16,7 @@ import numpy as np
 
 from neurotrain.config.recipe import Recipe
 from neurotrain.config.typed import ConfigError
-from neurotrain.data.multisession import MultiSessionDataset
+from neurotrain.data.multisession import MultiSessionDataset, SessionView
 from neurotrain.data.session import Session, SessionError
 from neurotrain.data.splits import SplitReport, leakage_safe_splits
 from neurotrain.data.windows import split_by_trial_blocks, valid_sample_times
@@ -74,26 +74,92 @@ def mean_rates(session: Session, times: np.ndarray) -> np.ndarray:
     return response_moments(session, times)[0]
 
 
-def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> DataBundle:
+@dataclass
+class _Source:
+    """One session as a recipe uses it, before the split."""
+
+    session: object                 # Session or SessionView
+    row_mask: np.ndarray | None     # rows allowed as samples (legacy `types`), None = all
+    val_fraction: float
+    split_seed: int
+    overrides: dict | None          # per-session adapter/readout blocks (legacy session YAMLs)
+
+
+def _plain_sources(recipe: Recipe, main_process_first) -> tuple[list[_Source], list[int]]:
     cfg = recipe.data
-    lags = cfg.lag_list
-    sessions = []
+    out = []
     for i, path in enumerate(session_paths(recipe, main_process_first)):
         try:
-            sessions.append(Session.open(path))
+            session = Session.open(path)
         except SessionError as err:
             raise ConfigError(recipe.source, f"data.sessions[{i}]", str(err)) from None
+        out.append(_Source(session, None, cfg.val_fraction, cfg.split_seed + i, None))
+    return out, cfg.lag_list
+
+
+def _legacy_sources(recipe: Recipe) -> tuple[list[_Source], list[int]]:
+    """Sessions of a legacy VisionCore parent dataset YAML, resolved to neurotrain stores by name."""
+    from neurotrain.data.legacy_config import LegacyConfigError, load_legacy_dataset_configs
+    from neurotrain.data.transforms import prepare_session
+
+    cfg = recipe.data
+    parent = recipe.resolve(cfg.legacy_config)
+    if not cfg.store_dir:
+        raise ConfigError(recipe.source, "data.store_dir", "required with data.legacy_config: the folder holding "
+                          "one neurotrain session per legacy session name (see docs/migration.md)")
+    store = recipe.resolve(cfg.store_dir)
+    try:
+        configs = load_legacy_dataset_configs(parent, max_datasets=cfg.max_datasets)
+    except LegacyConfigError as err:
+        raise ConfigError(parent, "<dataset config>", str(err)) from None
+    out, lags = [], None
+    for i, scfg in enumerate(configs):
+        name = scfg["session"]
+        try:
+            session = Session.open(store / name)
+        except SessionError as err:
+            raise ConfigError(parent, f"sessions[{i}]", f"no neurotrain session for '{name}' in {store}: {err}") from None
+        try:
+            prep = prepare_session(session, scfg)
+        except LegacyConfigError as err:
+            raise ConfigError(parent, f"sessions[{i}]", str(err)) from None
+        if lags is None:
+            lags = list(prep.lags)
+        elif list(prep.lags) != lags:
+            raise ConfigError(scfg.get("_config_path", parent), "keys_lags.stim",
+                              f"session {name} has stimulus lags {prep.lags}, others {lags}: the core needs one window")
+        view = SessionView(session, behavior=prep.behavior, dfs=prep.dfs, unit_index=prep.unit_index, name=name)
+        split = float(scfg.get("train_val_split", 0.8))
+        overrides = {k: scfg[k] for k in ("adapter", "readout") if k in scfg} or None
+        out.append(_Source(view, prep.row_mask, 1.0 - split, int(scfg.get("seed", 1002)) + i, overrides))
+    return out, lags
+
+
+def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> DataBundle:
+    cfg = recipe.data
+    if cfg.legacy_config:
+        sources, lags = _legacy_sources(recipe)
+    else:
+        sources, lags = _plain_sources(recipe, main_process_first)
+    sessions = [src.session for src in sources]
     names = [s.name for s in sessions]
     if len(set(names)) != len(names):
         raise ConfigError(recipe.source, "data.sessions", f"duplicate session names: {names}")
     train_times, val_times, registry = [], [], []
-    for i, s in enumerate(sessions):
+    for src in sources:
+        s = src.session
         times = valid_sample_times(s.trial_ids, s.dfs, max(lags))
-        tr, va = split_by_trial_blocks(s.trial_ids, times, cfg.val_fraction, seed=cfg.split_seed + i)
+        if src.row_mask is not None:
+            times = times[np.asarray(src.row_mask)[times]]
+        tr, va = split_by_trial_blocks(s.trial_ids, times, src.val_fraction, seed=src.split_seed)
         train_times.append(tr)
         val_times.append(va)
-        behavior_dim = 0 if s.behavior is None else int(s.behavior.shape[1])
+    train_times, val_times, oracle_trials, report = leakage_safe_splits(sessions, train_times, val_times, cfg.repeats)
+    for s, src, tr, va, reps in zip(sessions, sources, train_times, val_times, oracle_trials):
+        if len(tr) == 0 or len(va) == 0:
+            raise ConfigError(recipe.source, "data", f"session {s.name} ({s.path}) has no train or no val samples")
         mean, std = response_moments(s, tr)
+        behavior_dim = 0 if s.behavior is None else int(s.behavior.shape[1])
         registry.append(
             {
                 "name": s.name,
@@ -108,14 +174,12 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> Dat
                 "lags": lags,
                 "behavior_dim": behavior_dim if cfg.use_behavior else 0,
                 "sampling_rate": float(s.sampling_rate),
+                "n_train_samples": int(len(tr)),
+                "n_val_samples": int(len(va)),
+                "n_repeat_trials": len(reps),
+                **({"overrides": src.overrides} if src.overrides else {}),
             }
         )
-    train_times, val_times, oracle_trials, report = leakage_safe_splits(sessions, train_times, val_times, cfg.repeats)
-    for info, tr, va, reps in zip(registry, train_times, val_times, oracle_trials):
-        info.update(n_train_samples=int(len(tr)), n_val_samples=int(len(va)), n_repeat_trials=len(reps))
-    for i, (s, tr, va) in enumerate(zip(sessions, train_times, val_times)):
-        if len(tr) == 0 or len(va) == 0:
-            raise ConfigError(recipe.source, "data", f"session {s.name} ({s.path}) has no train or no val samples")
     kw = dict(use_behavior=cfg.use_behavior, stim_dtype=cfg.stim_dtype)
     train = MultiSessionDataset(sessions, train_times, lags, **kw)
     val = MultiSessionDataset(sessions, val_times, lags, **kw)

@@ -34,6 +34,75 @@ from neurotrain.data.session import Session
 from neurotrain.data.windows import gather_windows
 
 
+class _Columns:
+    """Rows of a (T, N_all) array restricted to some columns, gathered lazily: ``view[t]`` -> (B, n)."""
+
+    def __init__(self, array: np.ndarray, columns: np.ndarray):
+        self.array, self.columns = array, np.asarray(columns, dtype=np.int64)
+        self.shape = (array.shape[0], len(self.columns))
+
+    def __getitem__(self, rows):
+        return np.asarray(self.array[rows])[..., self.columns]
+
+
+class SessionView:
+    """A session as one recipe sees it: computed behaviour, a filtered validity mask, a subset of units.
+
+    Attribute access falls through to the underlying :class:`Session`; ``behavior`` and ``dfs`` are
+    replaced when given (in-memory (T, D) / (T, n) arrays), and ``robs`` / ``true_rates`` /
+    ``neuron_ids`` are restricted to ``unit_index`` (column positions in the store) when given.
+    Frames are never copied.
+    """
+
+    def __init__(self, session: Session, *, behavior=None, dfs=None, unit_index=None, name: str | None = None):
+        self._session = session
+        self._behavior = behavior
+        self._dfs = dfs
+        self._units = None if unit_index is None else np.asarray(unit_index, dtype=np.int64)
+        self._name = name
+
+    def __getattr__(self, key):
+        return getattr(self._session, key)
+
+    def __getstate__(self):
+        return self.__dict__
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    @property
+    def name(self) -> str:
+        return self._name or self._session.name
+
+    @property
+    def behavior(self):
+        return self._session.behavior if self._behavior is None else self._behavior
+
+    @property
+    def dfs(self):
+        if self._dfs is not None:
+            return self._dfs
+        return self._session.dfs if self._units is None else _Columns(self._session.dfs, self._units)
+
+    @property
+    def robs(self):
+        return self._session.robs if self._units is None else _Columns(self._session.robs, self._units)
+
+    @property
+    def true_rates(self):
+        tr = self._session.true_rates
+        return tr if tr is None or self._units is None else _Columns(tr, self._units)
+
+    @property
+    def n_neurons(self) -> int:
+        return self._session.n_neurons if self._units is None else len(self._units)
+
+    @property
+    def neuron_ids(self):
+        ids = np.asarray(self._session.neuron_ids)
+        return ids if self._units is None else ids[self._units]
+
+
 class MultiSessionDataset(torch.utils.data.Dataset):
     """Samples of one split (train or val) across sessions.
 

@@ -183,13 +183,16 @@ def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int,
 
 
 def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
-    lines = [f"epoch {epoch}: val_loss {metrics['val_loss']:.4f}  val_bps_overall {metrics['val_bps_overall']:.4f}"]
-    lines.append(f"  {'session':<24} {'subject':<12} {'val bps':>8} {'oracle':>8} {'fraction':>8}")
+    nan = float("nan")
+    lines = [f"epoch {epoch}: val_loss {metrics['val_loss']:.4f}  val_bps_overall {metrics.get('val_bps_overall', nan):.4f}"
+             f"  val_corr_overall {metrics.get('val_corr_overall', nan):.4f}"]
+    lines.append(f"  {'session':<24} {'subject':<12} {'val bps':>8} {'oracle':>8} {'fraction':>8} {'corr':>8}")
     for name, subj in zip(data.names, data.subjects):
-        v = metrics.get(f"val_bps/{name}", float("nan"))
-        o = metrics.get(f"oracle_bps/{name}", float("nan"))
-        frac = v / o if o and math.isfinite(o) and o > 0 else float("nan")
-        lines.append(f"  {name:<24} {subj:<12} {v:>8.4f} {o:>8.4f} {frac:>8.2f}")
+        v = metrics.get(f"val_bps/{name}", nan)
+        o = metrics.get(f"oracle_bps/{name}", nan)
+        frac = v / o if o and math.isfinite(o) and o > 0 else nan
+        c = metrics.get(f"val_corr/{name}", nan)
+        lines.append(f"  {name:<24} {subj:<12} {v:>8.4f} {o:>8.4f} {frac:>8.2f} {c:>8.3f}")
     if "oracle_bps_overall" in metrics:
         o = metrics["oracle_bps_overall"]
         lines.append(f"  {'overall':<37} {metrics['val_bps_overall']:>8.4f} {o:>8.4f} {metrics['val_bps_overall'] / o:>8.2f}")
@@ -207,7 +210,7 @@ def train(recipe: Recipe) -> dict:
     data = build_data(recipe, accelerator.main_process_first)
     model_config = load_model_yaml(recipe)
     try:
-        model = build_model(model_config, data.n_neurons)
+        model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry])
     except ModelConfigError as err:
         raise ConfigError(recipe.resolve(recipe.model.config), "model", str(err)) from None
     losses = session_losses(data, model.log_input)
@@ -358,12 +361,13 @@ def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config
     kw = dict(model_config=model_config, sessions=data.registry, metrics=scalars, extra={"provenance": provenance})
     save_portable(raw, ckpt / "last", **kw)
     k = recipe.checkpoint.save_top_k
-    score = metrics.get("val_bps_overall", float("nan"))
+    monitor = recipe.checkpoint.monitor
+    score = metrics.get(monitor, float("nan"))
     if k <= 0 or not math.isfinite(score):
         return
     ranked = sorted(state.best, key=lambda b: -b[0])
     if len(ranked) < k or score > ranked[-1][0]:
-        name = f"epoch={epoch:03d}-val_bps_overall={score:.4f}"
+        name = f"epoch={epoch:03d}-{monitor}={score:.4f}"
         save_portable(raw, ckpt / "best" / name, **kw)
         ranked = sorted(ranked + [[score, name]], key=lambda b: -b[0])
         for _, old in ranked[k:]:
