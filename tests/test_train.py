@@ -15,6 +15,11 @@ from neurotrain.config import load_recipe
 from tests.helpers.tiny import ROOT, tiny_recipe
 
 
+# The integration runs use the contrast curriculum (ramping to uniform within the first epoch), so
+# the resume tests also prove that a resumed run draws the curriculum batches of the straight one.
+CURRICULUM = {"sampling": {"curriculum": True, "curriculum_warmup_steps": 150}}
+
+
 def run_cli(recipe, *overrides, env_extra=None, timeout=600):
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), **(env_extra or {})}
     proc = subprocess.run([sys.executable, "-m", "neurotrain", "train", str(recipe), *overrides],
@@ -34,7 +39,7 @@ def epoch_rows(rows):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    recipe = tiny_recipe(tmp, train={"max_epochs": 3})
+    recipe = tiny_recipe(tmp, train={"max_epochs": 3}, data=CURRICULUM)
     proc = run_cli(recipe)
     return tmp, recipe, proc
 
@@ -85,7 +90,7 @@ def test_checkpoints_round_trip(trained):
 
 def test_same_seed_same_numbers(trained, tmp_path):
     tmp, _, _ = trained
-    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3})
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data=CURRICULUM)
     run_cli(recipe, f"data.cache_dir={tmp / 'data'}")
     a = epoch_rows(read_metrics(tmp / "run"))
     b = epoch_rows(read_metrics(tmp_path / "run"))
@@ -94,7 +99,7 @@ def test_same_seed_same_numbers(trained, tmp_path):
 
 def test_resume_mid_epoch_matches_uninterrupted_run(trained, tmp_path):
     tmp, _, _ = trained
-    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data={"cache_dir": str(tmp / "data")})
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data={"cache_dir": str(tmp / "data"), **CURRICULUM})
     # stop part-way through epoch 1 (max_steps), then start again: it resumes from the saved state
     steps_per_epoch = int(re.search(r"(\d+) steps/epoch", trained[2].stdout).group(1))
     first = run_cli(recipe, f"train.max_steps={steps_per_epoch + steps_per_epoch // 2}")
@@ -117,7 +122,7 @@ def test_a_killed_run_resumes_from_its_last_state(trained, tmp_path):
 
     tmp, _, first = trained
     steps_per_epoch = int(re.search(r"(\d+) steps/epoch", first.stdout).group(1))
-    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data={"cache_dir": str(tmp / "data")},
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3}, data={"cache_dir": str(tmp / "data"), **CURRICULUM},
                          checkpoint={"every_n_steps": 7})
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "neurotrain", "train", str(recipe)], cwd=tmp_path, env=env,

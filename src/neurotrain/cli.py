@@ -1,13 +1,23 @@
-"""Command line: ``neurotrain train RECIPE.yaml [key=value ...]``.
+"""Command line: ``neurotrain train RECIPE.yaml [key=value ...]`` and ``neurotrain ingest ...``.
 
 Also runs under Accelerate: ``accelerate launch [--config_file F] -m neurotrain train RECIPE.yaml``.
 A bad recipe stops before any training with one line naming the file and the key (exit code 2).
+
+Ingestion (see :mod:`neurotrain.data.ingest`) writes session folders under OUT_DIR::
+
+    neurotrain ingest npz FILE.npz OUT_DIR [--name N] [--subject S] [--sampling-rate R] [--response-type T]
+    neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions 190923 190925 ...] [--image-size N]
+    neurotrain ingest allen-v1 DATA_DIR OUT_DIR
+
+(``--overwrite`` replaces existing session folders.) Bad input stops with one line naming the argument
+or file and key (exit code 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from neurotrain.config.typed import ConfigError
 
@@ -21,6 +31,23 @@ def _train(args) -> int:
     return 0
 
 
+def _ingest(args) -> int:
+    from neurotrain.data import ingest
+
+    if args.source == "npz":
+        paths = [ingest.ingest_npz(args.file, args.out_dir, name=args.name, subject=args.subject,
+                                   sampling_rate=args.sampling_rate, response_type=args.response_type,
+                                   overwrite=args.overwrite or None)]
+    elif args.source == "cowley-v4":
+        paths = ingest.import_cowley_v4(args.data_dir, args.out_dir, sessions=args.sessions,
+                                        image_size=args.image_size, overwrite=args.overwrite)
+    else:
+        paths = [ingest.import_allen_v1(args.data_dir, args.out_dir, overwrite=args.overwrite)]
+    for p in paths:
+        print(p)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -28,15 +55,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 data.batch_size=32")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("ingest", help="convert recordings into session folders")
+    isub = p.add_subparsers(dest="source", required=True)
+    q = isub.add_parser("npz", help="one session from a .npz file (schema: neurotrain.data.ingest)")
+    q.add_argument("file", help="the .npz file")
+    q.add_argument("out_dir", help="folder to write the session folder into")
+    q.add_argument("--name", help="session name (default: the npz 'name' key, else the file name)")
+    q.add_argument("--subject", help="subject (overrides the npz 'subject' key)")
+    q.add_argument("--sampling-rate", type=float, help="samples per second (overrides the npz key)")
+    q.add_argument("--response-type", choices=["counts", "continuous"], help="overrides the npz key")
+    q = isub.add_parser("cowley-v4", help="Cowley et al. macaque V4 natural-image sessions")
+    q.add_argument("data_dir", help="the cowley_v4 data folder (or its parent)")
+    q.add_argument("out_dir", help="folder to write the session folders into")
+    q.add_argument("--sessions", nargs="+", help="session ids (default: all 9)")
+    q.add_argument("--image-size", type=int, help="resize images to N x N (default: keep 112)")
+    q = isub.add_parser("allen-v1", help="Allen Brain Observatory V1 natural-scenes export (calcium)")
+    q.add_argument("data_dir", help="the allen_v1_natural_scenes data folder (or its parent)")
+    q.add_argument("out_dir", help="folder to write the session folder into")
+    for q in isub.choices.values():
+        q.add_argument("--overwrite", action="store_true", help="replace existing session folders")
+    p.set_defaults(func=_ingest)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Legacy-compatibility aliases warn with DeprecationWarning: show them to command-line users.
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"neurotrain\.")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as err:
         print(f"neurotrain: configuration error: {err}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError) as err:
+        if args.command != "ingest":
+            raise
+        from neurotrain.data.ingest import IngestError
+        from neurotrain.data.session import SessionError
+
+        if not isinstance(err, (IngestError, SessionError, FileExistsError)):
+            raise
+        msg = " ".join(str(err).split())
+        print(f"neurotrain: ingest error: {msg}", file=sys.stderr)
         return 2
 
 

@@ -42,6 +42,7 @@ from neurotrain.config.recipe import Recipe, load_model_yaml
 from neurotrain.config.typed import ConfigError
 from neurotrain.data.build import DataBundle, build_data
 from neurotrain.data.multisession import cast_stim, group_collate
+from neurotrain.data.curriculum import ContrastWeightedSampler
 from neurotrain.data.sampler import SessionBatchSampler
 from neurotrain.model import ModelConfigError, build_model
 from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
@@ -50,6 +51,23 @@ from neurotrain.training.metrics import MomentStats, PoissonStats, summarize, su
 from neurotrain.training.optim import build_optimizer
 from neurotrain.training.scheduler import build_scheduler
 from neurotrain.training.state import TrainState
+
+
+def make_train_sampler(recipe: Recipe, data: DataBundle, world: int) -> SessionBatchSampler:
+    """The global-view training sampler the recipe asks for (policy, session-synchronous, curriculum)."""
+    tcfg, scfg = recipe.train, recipe.data.sampling
+    kw = dict(
+        seed=recipe.seed,
+        num_replicas=world,
+        max_batches=None if tcfg.steps_per_epoch is None else tcfg.steps_per_epoch * tcfg.accumulate_grad_batches * world,
+        policy=scfg.policy,
+        temperature=scfg.temperature,
+        session_synchronous=scfg.session_synchronous,
+    )
+    if scfg.curriculum:
+        return ContrastWeightedSampler.from_dataset(data.train, recipe.data.batch_size, warmup_steps=scfg.curriculum_warmup_steps,
+                                                    accumulate=tcfg.accumulate_grad_batches, **kw)
+    return SessionBatchSampler(data.train.sizes, recipe.data.batch_size, **kw)
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
@@ -217,13 +235,7 @@ def train(recipe: Recipe) -> dict:
     tcfg = recipe.train
 
     world = accelerator.num_processes
-    sampler = SessionBatchSampler(
-        data.train.sizes,
-        recipe.data.batch_size,
-        seed=recipe.seed,
-        num_replicas=world,
-        max_batches=None if tcfg.steps_per_epoch is None else tcfg.steps_per_epoch * tcfg.accumulate_grad_batches * world,
-    )
+    sampler = make_train_sampler(recipe, data, world)
     train_loader = torch.utils.data.DataLoader(
         data.train,
         batch_sampler=sampler,
@@ -284,6 +296,7 @@ def train(recipe: Recipe) -> dict:
         if state.epoch != epoch:
             state.epoch, state.batches_in_epoch = epoch, 0
         sampler.set_epoch(epoch)
+        sampler.set_step(state.global_step)  # the curriculum anchors this epoch's schedule here
         train_loader.set_epoch(epoch)
         model.train()
         bar = tqdm(total=batches_per_rank, initial=state.batches_in_epoch, desc=f"epoch {epoch}",
@@ -305,6 +318,7 @@ def train(recipe: Recipe) -> dict:
             if accelerator.sync_gradients:
                 scheduler.step()
                 state.global_step += 1
+                sampler.set_step(state.global_step)
                 if state.global_step % recipe.logging.log_every_n_steps == 0:
                     step_loss = float(loss.detach())
                     bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
