@@ -222,3 +222,118 @@ def test_pickle_reopens_instead_of_copying(tmp_path):
     np.testing.assert_array_equal(s2.frames, a["frames"])
     np.testing.assert_array_equal(s2.true_rates, a["true_rates"])
     assert not s2.frames.flags.owndata and not s2.frames.flags.writeable
+
+
+# ----------------------------------------------------------------------------------------------
+# covariates, response_type, stim_type_names
+# ----------------------------------------------------------------------------------------------
+
+
+def _covariates(T=2500, N=7, seed=3):
+    rng = np.random.default_rng(seed)
+    return {
+        "eyepos": rng.normal(size=(T, 2)),                       # float64 -> float32
+        "dpi_valid": rng.random(T) > 0.2,                        # bool -> uint8
+        "missing_pct": rng.uniform(0, 100, size=(T, N)).astype(np.float32),
+        "stim_type": rng.integers(0, 3, size=T),                 # int64 kept
+        "cube": rng.integers(-5, 5, size=(T, 2, 3)).astype(np.int8),
+        "small": rng.integers(0, 1000, size=T).astype(np.int16),  # int16 -> int32
+        "col": rng.normal(size=(T, 1)).astype(np.float32),       # (T, 1) stays (T, 1)
+    }
+
+
+def test_covariates_round_trip_dtypes_shapes_zero_copy(tmp_path):
+    covs = _covariates()
+    path, _ = _write(tmp_path / "s", covariates=covs, stim_type_names=["natural", "gabor", "blank"])
+    s = Session.open(path)
+    expect_dtype = {"eyepos": np.float32, "dpi_valid": np.uint8, "missing_pct": np.float32, "stim_type": np.int64,
+                    "cube": np.int8, "small": np.int32, "col": np.float32}
+    assert set(s.covariates) == set(covs)
+    arrow_file = str(next(path.glob("*.arrow")).resolve())
+    for k, v in covs.items():
+        got = s.covariates[k]
+        assert got.dtype == expect_dtype[k], k
+        assert got.shape == v.shape, k
+        np.testing.assert_array_equal(got, v.astype(expect_dtype[k]), err_msg=k)
+        assert not got.flags.writeable and not got.flags.owndata, k
+        if Path("/proc/self/maps").exists():
+            assert _mapping_of(got.__array_interface__["data"][0]) == arrow_file, k
+    assert s.stim_type_names == ["natural", "gabor", "blank"]
+    assert s.response_type == "counts"
+    assert s.meta["covariates"]["cube"] == {"dtype": "int8", "shape": [2, 3]}
+    assert s.meta["covariates"]["dpi_valid"] == {"dtype": "uint8", "shape": []}
+    assert "cov.eyepos" in s._dataset.column_names
+    assert "covariates=" in repr(s)
+
+
+def test_no_covariates_defaults(tmp_path):
+    path, _ = _write(tmp_path / "s")
+    s = Session.open(path)
+    assert s.covariates == {} and s.stim_type_names is None and s.response_type == "counts"
+
+
+def test_old_folder_without_new_meta_keys_opens_with_defaults(tmp_path):
+    path, a = _write(tmp_path / "s")
+    mpath = path / META_FILENAME
+    meta = json.loads(mpath.read_text())
+    for k in ("response_type", "covariates", "stim_type_names"):
+        del meta[k]
+    mpath.write_text(json.dumps(meta))
+    s = Session.open(path)
+    assert s.response_type == "counts" and s.covariates == {} and s.stim_type_names is None
+    np.testing.assert_array_equal(s.robs, a["robs"])
+
+
+def test_continuous_response_type_allows_negative(tmp_path):
+    a = _arrays()
+    robs = np.random.default_rng(0).normal(size=a["robs"].shape)
+    p = write_session(tmp_path / "c", name="n", subject="x", sampling_rate=30, frames=a["frames"], robs=robs,
+                      trial_ids=a["trial_ids"], response_type="continuous")
+    s = Session.open(p)
+    assert s.response_type == "continuous" and read_session_meta(p)["response_type"] == "continuous"
+    np.testing.assert_array_equal(s.robs, robs.astype(np.float32))
+
+
+def test_new_field_validation_names_key(tmp_path):
+    a = _arrays()
+    T = a["frames"].shape[0]
+    base = dict(name="n", subject="x", sampling_rate=1, frames=a["frames"], robs=a["robs"], trial_ids=a["trial_ids"])
+    p = tmp_path / "bad"
+    cases = [
+        (dict(response_type="spikes"), "'response_type'"),
+        (dict(robs=a["robs"] - 1), "'robs'.*negative.*continuous"),
+        (dict(covariates={"eyepos": np.zeros((T - 1, 2))}), r"covariates\['eyepos'\].*rows"),
+        (dict(covariates={"bad.name": np.zeros(T)}), "'covariates'.*bad.name"),
+        (dict(covariates={"s": np.array(["a"] * T)}), r"covariates\['s'\].*dtype"),
+        (dict(covariates={"e": np.zeros((T, 0))}), r"covariates\['e'\].*empty"),
+        (dict(stim_type_names=["a"]), "'stim_type_names'.*without"),
+        (dict(covariates={"stim_type": np.full(T, 2)}, stim_type_names=["a", "b"]), r"covariates\['stim_type'\].*\[0, 2\)"),
+        (dict(covariates={"stim_type": np.zeros(T, np.float32)}, stim_type_names=["a"]), r"covariates\['stim_type'\].*integer"),
+        (dict(covariates={"stim_type": np.zeros(T, int)}, stim_type_names=["a", "a"]), "'stim_type_names'.*unique"),
+    ]
+    for kw, pattern in cases:
+        with pytest.raises(SessionError, match=pattern):
+            write_session(p, **{**base, **kw})
+        assert not p.exists()
+
+
+def test_covariate_column_missing_or_meta_bad_names_key(tmp_path):
+    path, _ = _write(tmp_path / "s", covariates={"eyepos": np.zeros((2500, 2))})
+    mpath = path / META_FILENAME
+    meta = json.loads(mpath.read_text())
+    meta["covariates"]["pupil"] = {"dtype": "float32", "shape": []}
+    mpath.write_text(json.dumps(meta))
+    with pytest.raises(SessionError, match=r"'cov.pupil'.*missing"):
+        Session.open(path)
+    meta["covariates"]["pupil"] = {"dtype": "complex64", "shape": []}
+    mpath.write_text(json.dumps(meta))
+    with pytest.raises(SessionError, match=r"covariates\['pupil'\]"):
+        read_session_meta(path)
+    del meta["covariates"]["pupil"], meta["covariates"]["eyepos"]
+    mpath.write_text(json.dumps(meta))
+    with pytest.raises(SessionError, match="'covariates'.*cov.eyepos"):
+        Session.open(path)
+    meta["response_type"] = "rates"
+    mpath.write_text(json.dumps(meta))
+    with pytest.raises(SessionError, match="'response_type'"):
+        read_session_meta(path)

@@ -138,7 +138,9 @@ def test_a_killed_run_resumes_from_its_last_state(trained, tmp_path):
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    saved = json.loads((state_dir / (state_dir / "LATEST").read_text().strip() / "neurotrain_state.json").read_text())
+    from neurotrain.checkpoint.resume import StateManager
+
+    saved = json.loads((StateManager(state_dir).latest() / "neurotrain_state.json").read_text())
     assert saved["step"] > steps_per_epoch  # it saved mid-epoch 1 or later before the kill
     second = run_cli(recipe)
     assert f"step {saved['step']}" in second.stdout and "resumed from" in second.stdout

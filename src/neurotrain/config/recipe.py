@@ -10,6 +10,7 @@ Command-line overrides use dotted keys: ``train.lr=1e-3 data.batch_size=32``; va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import os
 from pathlib import Path
 from typing import Literal, Optional, Union
 
@@ -57,6 +58,10 @@ class DataConfig:
     legacy_config: Optional[str] = None
     store_dir: Optional[str] = None
     max_datasets: Optional[int] = None
+    # Import a public recording on first use into `cache_dir` (no copy in the repo), e.g.
+    # {name: cowley_v4, path: $NEUROTRAIN_DATA/cowley_v4, sessions: [...], image_size: 56}
+    # or {name: allen_v1, path: ...}. `path` may use environment variables; relative = recipe folder.
+    importer: Optional[dict] = None
     synthetic: dict = field(default_factory=dict)
     cache_dir: str = "runs/data/synthetic"
     lags: Union[int, list[int]] = 12
@@ -244,6 +249,18 @@ def check_files(recipe: Recipe) -> None:
         p = recipe.resolve(s)
         if not p.is_dir():
             raise ConfigError(recipe.source, f"data.sessions[{i}]", f"session folder not found: {p}")
+    imp = recipe.data.importer
+    if imp is not None:
+        from neurotrain.data.build import IMPORTERS
+
+        if imp.get("name") not in IMPORTERS:
+            raise ConfigError(recipe.source, "data.importer.name", f"got {imp.get('name')!r}, expected one of {sorted(IMPORTERS)}")
+        if "path" not in imp:
+            raise ConfigError(recipe.source, "data.importer.path", "required key is missing")
+        src = recipe.resolve(os.path.expandvars(str(imp["path"])))
+        if not src.exists():
+            raise ConfigError(recipe.source, "data.importer.path", f"data folder not found: {src} "
+                              "(set NEUROTRAIN_DATA to the folder holding the shared recordings)")
     if recipe.data.legacy_config and recipe.data.sessions:
         raise ConfigError(recipe.source, "data.legacy_config", "give either data.sessions or data.legacy_config, not both")
     if recipe.data.legacy_config:

@@ -9,6 +9,7 @@ rates on its training split (they seed the readout biases and go into the checkp
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import numpy as np
 from neurotrain.config.recipe import Recipe
 from neurotrain.config.typed import ConfigError
 from neurotrain.data.multisession import MultiSessionDataset, SessionView
-from neurotrain.data.session import Session, SessionError
+from neurotrain.data.session import Session, SessionError, is_session_dir
 from neurotrain.data.splits import SplitReport, leakage_safe_splits
 from neurotrain.data.windows import split_by_trial_blocks, valid_sample_times
 
@@ -45,10 +46,41 @@ class DataBundle:
         return [s.n_neurons for s in self.sessions]
 
 
+def _import_cowley_v4(src: Path, out: Path, sessions=None, image_size=None) -> list[Path]:
+    from neurotrain.data.ingest import COWLEY_V4_SESSIONS, import_cowley_v4
+
+    wanted = [str(s) for s in (sessions or COWLEY_V4_SESSIONS)]
+    paths = [out / f"cowley_v4_{s}" for s in wanted]
+    todo = [s for s, p in zip(wanted, paths) if not is_session_dir(p)]
+    if todo:
+        import_cowley_v4(src, out, sessions=todo, image_size=image_size)
+    return paths
+
+
+def _import_allen_v1(src: Path, out: Path) -> list[Path]:
+    from neurotrain.data.ingest import import_allen_v1
+
+    path = out / "allen_v1_511510667"
+    return [path if is_session_dir(path) else import_allen_v1(src, out)]
+
+
+# name -> function(source folder, cache folder, **options) -> session folders (imported once, then reused)
+IMPORTERS = {"cowley_v4": _import_cowley_v4, "allen_v1": _import_allen_v1}
+
+
 def session_paths(recipe: Recipe, main_process_first=contextlib.nullcontext) -> list[Path]:
     cfg = recipe.data
     if cfg.sessions:
         return [recipe.resolve(p) for p in cfg.sessions]
+    if cfg.importer:
+        opts = dict(cfg.importer)
+        name, src = opts.pop("name"), recipe.resolve(os.path.expandvars(str(opts.pop("path"))))
+        cache = Path(cfg.cache_dir).expanduser()
+        with main_process_first():
+            try:
+                return IMPORTERS[name](src, cache, **opts)
+            except TypeError as err:
+                raise ConfigError(recipe.source, "data.importer", f"bad importer option: {err}") from None
     from neurotrain.data.synthetic import generate_demo_sessions
 
     cache = Path(cfg.cache_dir).expanduser()

@@ -21,7 +21,19 @@ dfs        fixed_size_list<uint8>[N]               validity mask (1 = valid)
 behavior   fixed_size_list<float32>[D] (optional)  e.g. eye position
 true_rates fixed_size_list<float32>[N] (optional)  ground-truth rates (synthetic data)
 trial_id   int64                                   trial of the bin
+cov.<name> <dtype> or fixed_size_list<dtype>[K]    optional named covariate (see below)
 ========== ======================================= =====================================
+
+``robs`` holds spike counts when the metadata's ``response_type`` is ``"counts"`` (the default; a
+Poisson loss applies, and non-integer means such as repeat-averaged counts are allowed) or any real
+values when it is ``"continuous"`` (e.g. calcium dF/F; a Gaussian loss applies).
+
+Covariates are extra per-bin arrays of any shape ``(T, ...)``, e.g. ``eyepos`` (T, 2), ``dpi_valid``
+(T,), ``missing_pct`` (T, N), ``stim_type`` (T,) integer codes indexing the metadata's
+``stim_type_names``. A 1-D covariate is a scalar column, an N-D one a fixed-size list of the flattened
+trailing dims; the metadata ``covariates`` entry records each one's dtype and trailing shape, and
+:attr:`Session.covariates` gives zero-copy views in the original shape. Folders written before
+covariates existed have none, ``response_type`` ``"counts"`` and ``stim_type_names`` None.
 
 Reading is zero-copy: :meth:`Session.open` memory-maps the Arrow file (``datasets.load_from_disk``)
 and exposes numpy *views* onto the Arrow buffers, so opening a session costs (almost) no RAM and the
@@ -40,7 +52,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -52,6 +66,8 @@ import pyarrow as pa
 __all__ = [
     "SCHEMA_VERSION",
     "META_FILENAME",
+    "RESPONSE_TYPES",
+    "COVARIATE_PREFIX",
     "SessionError",
     "Session",
     "write_session",
@@ -61,6 +77,11 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 META_FILENAME = "neurotrain_session.json"
+
+RESPONSE_TYPES = ("counts", "continuous")
+COVARIATE_PREFIX = "cov."
+COVARIATE_DTYPES = ("uint8", "int8", "int32", "int64", "float32")
+_COV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 _REQUIRED_META_KEYS = (
     "schema_version",
@@ -103,6 +124,42 @@ def _as_array(path: Path, key: str, x: Any, dtype: np.dtype, ndim: int) -> np.nd
                 raise _err(path, key, f"expected integer values (dtype {dtype}), got {a.dtype} with non-integers")
         a = a.astype(dtype)
     return np.ascontiguousarray(a)
+
+
+def _as_covariate(path: Path, name: str, x: Any, T: int) -> np.ndarray:
+    """Validate one covariate and convert it to its stored dtype (see :data:`COVARIATE_DTYPES`).
+
+    bool -> uint8; uint8/int8/int32/int64 kept; int16/uint16 -> int32; uint32/uint64 -> int64 (values
+    must fit); any float -> float32 (NaN allowed: covariates are stored as given).
+    """
+    key = f"covariates[{name!r}]"
+    if not isinstance(name, str) or not _COV_NAME_RE.match(name):
+        raise _err(path, "covariates", f"covariate name {name!r} must match [A-Za-z_][A-Za-z0-9_]*")
+    a = np.asarray(x)
+    if a.ndim == 0:
+        raise _err(path, key, "expected an array with first dim T, got a scalar")
+    if a.shape[0] != T:
+        raise _err(path, key, f"has {a.shape[0]} rows but frames has {T}")
+    if any(d == 0 for d in a.shape[1:]):
+        raise _err(path, key, f"has an empty trailing dimension: shape {a.shape}")
+    dt = a.dtype
+    if dt == np.bool_:
+        out = a.astype(np.uint8)
+    elif dt.name in ("uint8", "int8", "int32", "int64"):
+        out = a
+    elif dt.name in ("int16", "uint16"):
+        out = a.astype(np.int32)
+    elif dt.name in ("uint32", "uint64"):
+        if a.size and int(a.max()) > np.iinfo(np.int64).max:
+            raise _err(path, key, "unsigned values do not fit in int64")
+        out = a.astype(np.int64)
+    elif np.issubdtype(dt, np.floating):
+        out = a.astype(np.float32)
+        if np.any(np.isinf(out) & np.isfinite(a)):
+            raise _err(path, key, "values overflow float32")
+    else:
+        raise _err(path, key, f"unsupported dtype {dt} (use bool, integer or float)")
+    return np.ascontiguousarray(out)
 
 
 def _fixed_list(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
@@ -156,13 +213,17 @@ def write_session(
     neuron_ids: np.ndarray | None = None,
     true_rates: np.ndarray | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    covariates: Mapping[str, np.ndarray] | None = None,
+    response_type: str = "counts",
+    stim_type_names: Sequence[str] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write one recording session to the folder ``path`` and return its path.
 
     Args:
         frames: (T, H, W) uint8 stimulus frames (8-bit luminance).
-        robs: (T, N) spike counts (stored float32).
+        robs: (T, N) responses (stored float32): non-negative spike counts (means of counts allowed)
+            when ``response_type`` is ``"counts"``, any finite values when ``"continuous"``.
         trial_ids: (T,) integer trial of every bin (stored int64).
         dfs: (T, N) validity mask of 0/1 (stored uint8); default all ones.
         behavior: (T, D) float32 behavioural covariates (e.g. eye position), optional.
@@ -170,6 +231,15 @@ def write_session(
         neuron_ids: (N,) int64 unit ids (default ``arange(N)``).
         true_rates: (T, N) ground-truth rates of synthetic data, optional.
         extra_meta: JSON-serialisable dict stored verbatim in the metadata.
+        covariates: named extra per-bin arrays, each of shape (T, ...), stored as columns
+            ``cov.<name>``. Stored dtype: float32 for floats; bool as uint8; uint8/int8/int32/int64
+            kept; other integers widened (int16/uint16 -> int32, uint32/uint64 -> int64). Names match
+            ``[A-Za-z_][A-Za-z0-9_]*``; e.g. ``eyepos`` (T, 2), ``dpi_valid`` (T,),
+            ``missing_pct`` (T, N), ``stim_type`` (T,).
+        response_type: ``"counts"`` (spike counts; Poisson loss) or ``"continuous"`` (e.g. calcium;
+            Gaussian loss).
+        stim_type_names: names of the integer codes of the ``stim_type`` covariate (which is then
+            required, 1-D, integer, with codes in ``[0, len(stim_type_names))``).
         overwrite: replace an existing session at ``path`` (default: refuse).
 
     The write is atomic: everything goes into a temporary folder next to ``path`` which is then
@@ -197,6 +267,11 @@ def write_session(
         raise _err(path, "robs", "has zero neurons")
     if not np.all(np.isfinite(robs)):
         raise _err(path, "robs", "contains NaN or inf (mark missing bins in dfs instead)")
+    if response_type not in RESPONSE_TYPES:
+        raise _err(path, "response_type", f"must be one of {list(RESPONSE_TYPES)}, got {response_type!r}")
+    if response_type == "counts" and robs.size and float(robs.min()) < 0:
+        raise _err(path, "robs", f"has negative values ({float(robs.min()):g}) but response_type is 'counts' "
+                                 "(use response_type='continuous' for e.g. calcium signals)")
 
     if dfs is None:
         dfs = np.ones((T, N), dtype=np.uint8)
@@ -239,6 +314,30 @@ def write_session(
         if true_rates.shape != (T, N):
             raise _err(path, "true_rates", f"expected shape {(T, N)}, got {true_rates.shape}")
 
+    covs: dict[str, np.ndarray] = {}
+    if covariates is not None:
+        if not isinstance(covariates, Mapping):
+            raise _err(path, "covariates", f"expected a mapping name -> array, got {type(covariates).__name__}")
+        for cname, carr in covariates.items():
+            covs[cname] = _as_covariate(path, cname, carr, T)
+    if stim_type_names is not None:
+        if isinstance(stim_type_names, str):
+            raise _err(path, "stim_type_names", "expected a list of names, got a string")
+        stim_type_names = [str(n) for n in stim_type_names]
+        if not stim_type_names or any(not n for n in stim_type_names):
+            raise _err(path, "stim_type_names", "expected a non-empty list of non-empty names")
+        if len(set(stim_type_names)) != len(stim_type_names):
+            raise _err(path, "stim_type_names", "names are not unique")
+        st = covs.get("stim_type")
+        if st is None:
+            raise _err(path, "stim_type_names", "given without a 'stim_type' covariate")
+        if st.ndim != 1 or not np.issubdtype(st.dtype, np.integer):
+            raise _err(path, "covariates['stim_type']", f"expected (T,) integer codes, got {st.dtype} {st.shape}")
+        if st.size and (int(st.min()) < 0 or int(st.max()) >= len(stim_type_names)):
+            raise _err(path, "covariates['stim_type']",
+                       f"codes must lie in [0, {len(stim_type_names)}) to index stim_type_names, "
+                       f"got [{int(st.min())}, {int(st.max())}]")
+
     extra = dict(extra_meta or {})
     try:
         json.dumps(extra)
@@ -263,6 +362,9 @@ def write_session(
         "extra_meta": extra,
         "mean_rate": [float(r) for r in mean_rate],
         "n_valid_bins": [int(v) for v in n_valid],
+        "response_type": response_type,
+        "covariates": {k: {"dtype": v.dtype.name, "shape": [int(d) for d in v.shape[1:]]} for k, v in covs.items()},
+        "stim_type_names": None if stim_type_names is None else list(stim_type_names),
     }
 
     # ---- build the Arrow table (zero-copy wraps of the numpy arrays) ---------------------------
@@ -272,6 +374,11 @@ def write_session(
     if true_rates is not None:
         cols["true_rates"] = _fixed_list(true_rates, N)
     cols["trial_id"] = pa.array(trial_ids)
+    for cname, carr in covs.items():
+        if carr.ndim == 1:
+            cols[COVARIATE_PREFIX + cname] = pa.array(carr)
+        else:
+            cols[COVARIATE_PREFIX + cname] = _fixed_list(carr, math.prod(carr.shape[1:]))
     table = pa.table(cols)
 
     # ---- write atomically -----------------------------------------------------------------------
@@ -350,6 +457,22 @@ def read_session_meta(path: str | os.PathLike) -> dict:
     for key in ("neuron_ids", "mean_rate"):
         if len(meta[key]) != N:
             raise _err(path, key, f"has {len(meta[key])} entries but n_neurons is {N}")
+    # optional keys (absent in folders written before they existed)
+    rt = meta.get("response_type", "counts")
+    if rt not in RESPONSE_TYPES:
+        raise _err(path, "response_type", f"must be one of {list(RESPONSE_TYPES)}, got {rt!r}")
+    covs = meta.get("covariates", {})
+    if not isinstance(covs, dict):
+        raise _err(path, "covariates", f"expected an object name -> {{dtype, shape}}, got {covs!r}")
+    for cname, spec in covs.items():
+        ok = (isinstance(spec, dict) and spec.get("dtype") in COVARIATE_DTYPES and isinstance(spec.get("shape"), list)
+              and all(isinstance(d, int) and d > 0 for d in spec["shape"]))
+        if not ok:
+            raise _err(path, f"covariates[{cname!r}]",
+                       f"expected {{'dtype': one of {list(COVARIATE_DTYPES)}, 'shape': [positive ints]}}, got {spec!r}")
+    stn = meta.get("stim_type_names")
+    if stn is not None and not (isinstance(stn, list) and all(isinstance(n, str) for n in stn)):
+        raise _err(path, "stim_type_names", f"expected a list of strings or null, got {stn!r}")
     return meta
 
 
@@ -393,8 +516,11 @@ class Session:
     Attributes:
         path, name, subject, sampling_rate, n_frames, n_neurons, frame_shape (H, W),
         neuron_ids (N,) int64, behavior_names (list of str), meta (the full metadata dict),
+        response_type ("counts" or "continuous"; "counts" for folders written before it existed),
+        stim_type_names (list of str or None),
         frames (T, H, W) uint8, robs (T, N) float32, dfs (T, N) uint8, trial_ids (T,) int64,
         behavior (T, D) float32 or None, true_rates (T, N) float32 or None,
+        covariates (dict name -> (T, ...) array in its stored dtype and original shape; empty if none),
         data_files (the memory-mapped Arrow files).
     """
 
@@ -404,6 +530,7 @@ class Session:
     trial_ids: np.ndarray
     behavior: np.ndarray | None
     true_rates: np.ndarray | None
+    covariates: dict[str, np.ndarray]
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -417,6 +544,9 @@ class Session:
         self.frame_shape: tuple[int, int] = (int(meta["frame_shape"][0]), int(meta["frame_shape"][1]))
         self.neuron_ids: np.ndarray = np.asarray(meta["neuron_ids"], dtype=np.int64)
         self.behavior_names: list[str] = list(meta["behavior_names"])
+        self.response_type: str = meta.get("response_type", "counts")
+        stn = meta.get("stim_type_names")
+        self.stim_type_names: list[str] | None = None if stn is None else list(stn)
         self._load_arrays()
 
     @classmethod
@@ -464,6 +594,17 @@ class Session:
             self.true_rates = _column_view(path, files, table, "true_rates", N, np.dtype(np.float32))
         else:
             self.true_rates = None
+        self.covariates = {}
+        specs = self.meta.get("covariates", {})
+        for cname, spec in specs.items():
+            shape = tuple(spec["shape"])
+            width = math.prod(shape) if shape else None
+            view = _column_view(path, files, table, COVARIATE_PREFIX + cname, width, np.dtype(spec["dtype"]))
+            self.covariates[cname] = view.reshape((T, *shape)) if shape else view
+        extra_cols = [c for c in table.column_names
+                      if c.startswith(COVARIATE_PREFIX) and c[len(COVARIATE_PREFIX):] not in specs]
+        if extra_cols:
+            raise _err(path, "covariates", f"Arrow data has covariate columns {extra_cols} that the metadata does not name")
 
     # Pickling (e.g. DataLoader workers started with "spawn") sends only the path and re-opens the
     # memory maps on the other side; pickling the numpy views would copy the whole session.
@@ -489,5 +630,6 @@ class Session:
         return (
             f"Session(name={self.name!r}, subject={self.subject!r}, n_frames={self.n_frames}, "
             f"n_neurons={self.n_neurons}, frame_shape={self.frame_shape}, "
-            f"behavior={self.behavior_names}, path={str(self.path)!r})"
+            f"behavior={self.behavior_names}, response_type={self.response_type!r}, "
+            f"covariates={list(self.covariates)}, path={str(self.path)!r})"
         )

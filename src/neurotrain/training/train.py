@@ -325,7 +325,8 @@ def train(recipe: Recipe) -> dict:
                     logger.log({"train_loss_step": step_loss, "lr": scheduler.get_last_lr()[-1], "epoch": epoch},
                                step=state.global_step)
                 every = recipe.checkpoint.every_n_steps
-                if every and state.global_step % every == 0:
+                end_of_epoch = state.batches_in_epoch >= batches_per_rank  # the epoch-end save follows
+                if every and state.global_step % every == 0 and not end_of_epoch:
                     sampler.set_position(epoch, state.batches_in_epoch * world)
                     states.save(accelerator, state.global_step, {"epoch": epoch})
                 if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
