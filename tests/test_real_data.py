@@ -39,7 +39,7 @@ def train(recipe, tmp_path, *overrides):
 def test_v4_recipe_trains_a_shared_core_on_all_nine_sessions(data_dir, tmp_path):
     proc, epochs = train(ROOT / "recipes" / "v4_cowley.yaml", tmp_path,
                          f"data.importer.path={data_dir / 'cowley_v4'}", f"output_dir={tmp_path / 'run'}",
-                         f"data.cache_dir={tmp_path / 'cache'}", "train.max_epochs=2", "train.steps_per_epoch=40",
+                         f"data.cache_dir={tmp_path / 'cache'}", "train.max_epochs=3",
                          "logging.progress_bar=false")
     assert "9 sessions" in proc.stdout
     last = epochs[-1]
@@ -48,7 +48,7 @@ def test_v4_recipe_trains_a_shared_core_on_all_nine_sessions(data_dir, tmp_path)
         assert f"val_bps/cowley_v4_{s}" in last and f"val_corr/cowley_v4_{s}" in last
     assert {k.split("/")[1] for k in last if k.startswith("val_bps_subject/")} == {"WE", "PE", "RA"}
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
-    assert last["val_corr_overall"] > 0.1  # already above chance after 80 steps
+    assert last["val_corr_overall"] > 0.1  # held-out-image correlation, well above chance after 3 epochs
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "neurotrain_model.json").read_text())
     assert [m["n_neurons"] for m in meta["sessions"]] == [33, 36, 31, 24, 89, 67, 55, 59, 51]
 
