@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers.shared import data_dir, require
 
 from neurotrain.cli import main
 from neurotrain.data.ingest import (
@@ -22,7 +23,7 @@ from neurotrain.data.ingest import (
     load_allen_single_trials,
     load_raw_repeats_cowley,
 )
-from neurotrain.data.session import Session, SessionError
+from neurotrain.data.session import Session
 
 # ----------------------------------------------------------------------------------------------
 # frame conversion
@@ -211,12 +212,9 @@ def test_cli_ingest_npz_and_error_exit_code(tmp_path, capsys):
 
 
 def _data_root() -> Path:
-    root = Path(os.environ.get("NEUROTRAIN_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    if not (root / "cowley_v4").is_dir() or not (root / "allen_v1_natural_scenes").is_dir():
-        msg = f"real recordings not found at {root} (set NEUROTRAIN_DATA)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    root = data_dir()
+    require(root / "cowley_v4", "Cowley V4 recordings")
+    require(root / "allen_v1_natural_scenes", "Allen V1 recordings")
     return root
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
+from tests.helpers.shared import require, shared_dir
 import torch
 import yaml
 
@@ -40,14 +41,7 @@ TYPO = "theshold is a legacy misspelling of threshold"
 
 
 def _legacy_root() -> Path:
-    shared = Path(os.environ.get("NEUROTRAIN_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    root = shared / "fixtures" / "legacy"
-    if not root.is_dir():
-        msg = f"legacy fixtures not found at {root} (set NEUROTRAIN_SHARED)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+    return require(shared_dir() / "fixtures" / "legacy", "legacy fixtures")
 
 
 def _fixture_parent(case: str = FIXTURE_CASES[0]) -> Path:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.shared import require, shared_dir
 import torch
 
 from neurotrain.model import build_model
@@ -15,15 +16,7 @@ TOL = 1e-5
 
 
 def _fixtures_root() -> Path:
-    shared = Path(os.environ.get("NEUROTRAIN_SHARED",
-                                 Path(__file__).resolve().parents[2] / "shared"))
-    root = shared / "fixtures" / "legacy"
-    if not root.is_dir():
-        msg = f"legacy fixtures not found at {root} (set NEUROTRAIN_SHARED)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+    return require(shared_dir() / "fixtures" / "legacy", "legacy fixtures")
 
 
 def _load(case: str):

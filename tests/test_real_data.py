@@ -8,23 +8,18 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import shared
 from tests.helpers.tiny import ROOT
-
-DATA = Path(os.environ.get("NEUROTRAIN_DATA", ROOT.parent / "shared" / "data"))
-
 
 @pytest.fixture(scope="module")
 def data_dir():
-    if not (DATA / "cowley_v4").is_dir() or not (DATA / "allen_v1_natural_scenes").is_dir():
-        msg = f"shared recordings not found at {DATA} (set NEUROTRAIN_DATA)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return DATA
+    root = shared.data_dir()
+    shared.require(root / "cowley_v4", "Cowley V4 recordings")
+    shared.require(root / "allen_v1_natural_scenes", "Allen V1 recordings")
+    return root
 
 
 def train(recipe, tmp_path, *overrides):
