@@ -101,11 +101,6 @@ def response_moments(session: Session, times: np.ndarray) -> tuple[np.ndarray, n
     return mean, np.sqrt(var)
 
 
-def mean_rates(session: Session, times: np.ndarray) -> np.ndarray:
-    """dfs-weighted mean spike count per bin of each neuron over ``times`` (float64, shape (N,))."""
-    return response_moments(session, times)[0]
-
-
 @dataclass
 class _Source:
     """One session as a recipe uses it, before the split."""
@@ -200,7 +195,6 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> Dat
                 "neuron_ids": [int(x) for x in np.asarray(s.neuron_ids)],
                 "response_type": getattr(s, "response_type", "counts"),
                 "mean_rates": [float(x) for x in mean],
-                "response_mean": [float(x) for x in mean],
                 "response_std": [float(x) for x in std],
                 "input_shape": [1, len(lags), int(s.frame_shape[0]), int(s.frame_shape[1])],
                 "lags": lags,

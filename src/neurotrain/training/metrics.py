@@ -22,29 +22,44 @@ import torch
 EPS = 1e-8
 
 
-class PoissonStats:
-    """Running ``(S_y, S_d, S_ll)`` per neuron for each session, in float64."""
+class _PerNeuronSums:
+    """``K`` additive float64 sums per neuron, all sessions' neurons side by side in ``stats`` (K, sum N).
+
+    Subclasses define ``K`` and :meth:`terms` (the per-sample (B, N) terms of one batch); sums over batches
+    and an all-reduce over ranks give pooled statistics exactly.
+    """
+
+    K = 0
 
     def __init__(self, n_neurons: list[int], device: torch.device | str = "cpu"):
         self.n_neurons = list(n_neurons)
         self.offsets = [0]
         for n in self.n_neurons:
             self.offsets.append(self.offsets[-1] + n)
-        self.stats = torch.zeros(3, self.offsets[-1], dtype=torch.float64, device=device)
+        self.stats = torch.zeros(self.K, self.offsets[-1], dtype=torch.float64, device=device)
 
-    def update(self, session_idx: int, rates: torch.Tensor, robs: torch.Tensor, dfs: torch.Tensor | None) -> None:
-        """Add one batch. ``rates`` are rates (not log-rates), shape (B, N)."""
-        r = rates.detach().double()
-        y = robs.detach().double()
+    def terms(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def update(self, session_idx: int, pred: torch.Tensor, target: torch.Tensor, dfs: torch.Tensor | None) -> None:
+        """Add one batch of one session: ``pred``/``target`` (B, N), mask ``dfs`` (B, N) or (B, 1) or None."""
+        x = pred.detach().double()
+        y = target.detach().double()
         d = torch.ones_like(y) if dfs is None else dfs.detach().double().expand_as(y)
-        ll = y * torch.log(r + EPS) - r
         a, b = self.offsets[session_idx], self.offsets[session_idx + 1]
-        self.stats[0, a:b] += (d * y).sum(0)
-        self.stats[1, a:b] += d.sum(0)
-        self.stats[2, a:b] += (d * ll).sum(0)
+        self.stats[:, a:b] += torch.stack([t.sum(0) for t in self.terms(x, y, d)])
 
     def session(self, i: int) -> torch.Tensor:
         return self.stats[:, self.offsets[i] : self.offsets[i + 1]]
+
+
+class PoissonStats(_PerNeuronSums):
+    """Running ``(S_y, S_d, S_ll)`` per neuron for each session; ``pred`` are rates (not log-rates)."""
+
+    K = 3
+
+    def terms(self, r, y, d):
+        return d * y, d, d * (y * torch.log(r + EPS) - r)
 
 
 def _gain(stats: torch.Tensor) -> torch.Tensor:
@@ -88,29 +103,16 @@ def summarize(stats: PoissonStats, names: list[str], subjects: list[str], prefix
     return out
 
 
-class MomentStats:
+class MomentStats(_PerNeuronSums):
     """Running masked moments per neuron for continuous responses: counts, sums of x, y, x^2, y^2, xy.
 
     ``x`` = prediction, ``y`` = target. All additive, so batches and ranks pool exactly.
     """
 
-    def __init__(self, n_neurons: list[int], device: torch.device | str = "cpu"):
-        self.n_neurons = list(n_neurons)
-        self.offsets = [0]
-        for n in self.n_neurons:
-            self.offsets.append(self.offsets[-1] + n)
-        self.stats = torch.zeros(6, self.offsets[-1], dtype=torch.float64, device=device)
+    K = 6
 
-    def update(self, session_idx: int, pred: torch.Tensor, target: torch.Tensor, dfs: torch.Tensor | None) -> None:
-        x = pred.detach().double()
-        y = target.detach().double()
-        d = torch.ones_like(y) if dfs is None else dfs.detach().double().expand_as(y)
-        a, b = self.offsets[session_idx], self.offsets[session_idx + 1]
-        for k, v in enumerate((d, d * x, d * y, d * x * x, d * y * y, d * x * y)):
-            self.stats[k, a:b] += v.sum(0)
-
-    def session(self, i: int) -> torch.Tensor:
-        return self.stats[:, self.offsets[i] : self.offsets[i + 1]]
+    def terms(self, x, y, d):
+        return d, d * x, d * y, d * x * x, d * y * y, d * x * y
 
 
 def correlation_per_neuron(stats: torch.Tensor) -> torch.Tensor:

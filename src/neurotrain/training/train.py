@@ -117,7 +117,7 @@ def session_losses(data: DataBundle, log_input: bool) -> list[SessionLoss]:
     out = []
     for info in data.registry:
         if info["response_type"] == "continuous":
-            out.append(SessionLoss("gaussian", log_input, info["response_mean"], info["response_std"]))
+            out.append(SessionLoss("gaussian", log_input, info["mean_rates"], info["response_std"]))
         else:
             out.append(SessionLoss("poisson", log_input))
     return out
