@@ -162,7 +162,13 @@ def _legacy_sources(recipe: Recipe) -> tuple[list[_Source], list[int]]:
     return out, lags
 
 
-def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> DataBundle:
+def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext, history_lags: int = 0) -> DataBundle:
+    """Open the recipe's sessions, split them and wrap them as train/val datasets.
+
+    ``history_lags`` > 0 (spike-history models) also gives each sample the previous ``history_lags``
+    bins of its own session's counts; sample windows then reach back ``max(max(lags), history_lags)``
+    bins within one trial.
+    """
     cfg = recipe.data
     if cfg.legacy_config:
         sources, lags = _legacy_sources(recipe)
@@ -175,7 +181,7 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> Dat
     train_times, val_times, registry = [], [], []
     for src in sources:
         s = src.session
-        times = valid_sample_times(s.trial_ids, s.dfs, max(lags))
+        times = valid_sample_times(s.trial_ids, s.dfs, max(max(lags), int(history_lags)))
         if src.row_mask is not None:
             times = times[np.asarray(src.row_mask)[times]]
         tr, va = split_by_trial_blocks(s.trial_ids, times, src.val_fraction, seed=src.split_seed)
@@ -206,7 +212,7 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext) -> Dat
                 **({"overrides": src.overrides} if src.overrides else {}),
             }
         )
-    kw = dict(use_behavior=cfg.use_behavior, stim_dtype=cfg.stim_dtype)
+    kw = dict(use_behavior=cfg.use_behavior, stim_dtype=cfg.stim_dtype, history_lags=history_lags)
     train = MultiSessionDataset(sessions, train_times, lags, **kw)
     val = MultiSessionDataset(sessions, val_times, lags, **kw)
     return DataBundle(sessions, train, val, lags, registry, oracle_trials, report)

@@ -112,6 +112,9 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         lags: stimulus lags, index 0 = newest (e.g. ``[0, 1, ..., L-1]``).
         use_behavior: also return each sample's behaviour vector.
         with_true_rates: also return ground-truth rates when the session has them.
+        history_lags: also return ``history`` ``(B, history_lags, N)``, the session's own spike counts
+            at times ``t-1, t-2, ...`` (index 0 = the most recent bin), for spike-history models.
+            Sample times must leave room for them (``t >= history_lags``).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         use_behavior: bool = False,
         with_true_rates: bool = True,
         stim_dtype: str = "uint8",
+        history_lags: int = 0,
     ):
         if len(sessions) != len(times):
             raise ValueError("one array of sample times per session is required")
@@ -134,10 +138,11 @@ class MultiSessionDataset(torch.utils.data.Dataset):
         if stim_dtype not in STIM_DTYPES:
             raise ValueError(f"stim_dtype must be one of {list(STIM_DTYPES)}, got {stim_dtype!r}")
         self.stim_dtype = stim_dtype
+        self.history_lags = int(history_lags)
         self.sizes = [len(t) for t in self.times]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         for s, t in zip(self.sessions, self.times):
-            if len(t) and t.min() < int(self.lags.max()):
+            if len(t) and t.min() < max(int(self.lags.max()), self.history_lags):
                 raise ValueError(f"session {s.name}: a sample time precedes its oldest lag")
             if use_behavior and s.behavior is None:
                 raise ValueError(f"session {s.name} ({s.path}) has no behaviour columns but use_behavior is on")
@@ -161,6 +166,9 @@ class MultiSessionDataset(torch.utils.data.Dataset):
             "dfs": np.asarray(s.dfs[t], dtype=np.float32),
             "session_idx": session_idx,
         }
+        if self.history_lags:
+            past = t[:, None] - np.arange(1, self.history_lags + 1)[None, :]  # (B, K), newest first
+            out["history"] = np.asarray(s.robs[past.reshape(-1)], dtype=np.float32).reshape(len(t), self.history_lags, -1)
         if self.use_behavior:
             out["behavior"] = np.asarray(s.behavior[t], dtype=np.float32)
         if self.with_true_rates and s.true_rates is not None:
