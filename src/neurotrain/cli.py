@@ -1,4 +1,4 @@
-"""Command line: ``neurotrain train RECIPE.yaml [key=value ...]`` and ``neurotrain ingest ...``.
+"""Command line: ``neurotrain train RECIPE.yaml [key=value ...]``, ``neurotrain validate ...`` and ``neurotrain ingest ...``.
 
 Also runs under Accelerate: ``accelerate launch [--config_file F] -m neurotrain train RECIPE.yaml``.
 A bad recipe stops before any training with one line naming the file and the key (exit code 2).
@@ -9,7 +9,11 @@ Ingestion (see :mod:`neurotrain.data.ingest`) writes session folders under OUT_D
     neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions 190923 190925 ...] [--image-size N]
     neurotrain ingest allen-v1 DATA_DIR OUT_DIR
 
-(``--overwrite`` replaces existing session folders.) Bad input stops with one line naming the argument
+(``--overwrite`` replaces existing session folders.)
+
+``neurotrain validate RECIPE.yaml|MODEL.yaml [key=value ...] [--input-shape C L H W]`` checks a recipe and
+its model YAML without loading data and prints the shapes flowing between stages (exit code 2 on error).
+ Bad input stops with one line naming the argument
 or file and key (exit code 2).
 """
 
@@ -28,6 +32,15 @@ def _train(args) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     train(recipe)
+    return 0
+
+
+def _validate(args) -> int:
+    from neurotrain.config.validate import validate
+
+    report = validate(args.path, args.overrides, input_shape=args.input_shape)
+    print(report.format())
+    print("ok")
     return 0
 
 
@@ -55,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 data.batch_size=32")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("validate", help="check a recipe or model YAML and print its stage shapes (no data loaded)")
+    p.add_argument("path", help="recipe YAML, or a bare model YAML")
+    p.add_argument("overrides", nargs="*", help="dotted recipe overrides")
+    p.add_argument("--input-shape", type=int, nargs=4, metavar=("C", "L", "H", "W"),
+                   help="stimulus shape (default: model.input_shape, else inferred from the data section; "
+                        "[1, 25, 51, 51] for a bare model YAML)")
+    p.set_defaults(func=_validate)
 
     p = sub.add_parser("ingest", help="convert recordings into session folders")
     isub = p.add_subparsers(dest="source", required=True)

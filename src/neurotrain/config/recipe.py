@@ -99,9 +99,19 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """``config`` is a model YAML in the legacy VisionCore format (adapter, frontend, convnet, ...)."""
+    """``config`` is a model YAML in the legacy VisionCore format (adapter, frontend, convnet, ...).
+
+    ``input_shape`` ``[C, L, H, W]`` declares the stimulus the model receives, for ``neurotrain
+    validate``; when null it is inferred from the data section (lags, and the frame size of the
+    synthetic data or the importer).
+    """
 
     config: str = "models/demo_twin.yaml"
+    input_shape: Optional[list[int]] = None
+
+    def check(self, file, prefix):
+        if self.input_shape is not None and (len(self.input_shape) != 4 or min(self.input_shape) < 1):
+            raise ConfigError(file, f"{prefix}.input_shape", f"expected [C, L, H, W] of positive ints, got {self.input_shape}")
 
 
 @dataclass

@@ -1,0 +1,153 @@
+"""``neurotrain validate``: check a recipe (or a bare model YAML) without loading any data.
+
+What is checked, in order, each failure naming the file and the key:
+
+1. the recipe's keys and types and the files it names (:func:`neurotrain.config.recipe.load_recipe`);
+2. the model YAML: every component's type and arguments (unknown keys are errors), built for the
+   declared input with one placeholder session of ``n_neurons`` neurons;
+3. the ``regularization`` list (types, schedules, and that every ``apply_to`` pattern matches a
+   parameter of the built model);
+4. the shapes flowing between stages for the declared input ``[C, L, H, W]`` (one forward pass of batch 1
+   on zeros), printed as a table;
+5. consistency of data and model: a behaviour modulator needs ``data.use_behavior``.
+
+The declared input is ``model.input_shape`` when set, else ``[1, L, S, S]`` with L the number of lags and
+S the frame size of the synthetic data (``data.synthetic.frame_size``) or of the importer (``image_size``
+for ``cowley_v4``, 31 for ``allen_v1``). A bare model YAML uses ``input_shape`` (default
+``[1, 25, 51, 51]``, the shape of the legacy data configs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from neurotrain.config.typed import ConfigError
+
+LEGACY_INPUT_SHAPE = (1, 25, 51, 51)
+_RECIPE_KEYS = {"data", "model", "train", "checkpoint", "logging", "seed", "output_dir"}
+
+
+@dataclass
+class ValidationReport:
+    """What ``validate`` established: the model YAML checked, the input used, the stage shapes."""
+
+    model_yaml: Path
+    input_shape: tuple
+    behavior_dim: int
+    stages: list = field(default_factory=list)
+    n_params: int = 0
+    regularizers: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def format(self) -> str:
+        from neurotrain.model.shapes import format_stages
+
+        lines = [f"model YAML: {self.model_yaml}",
+                 f"input: stim {tuple(self.input_shape)}" + (f", behaviour ({self.behavior_dim},)" if self.behavior_dim else ""),
+                 format_stages(self.stages),
+                 f"parameters: {self.n_params:,} (one placeholder session)"]
+        if self.regularizers:
+            lines.append("regularizers: " + ", ".join(self.regularizers))
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def _declared_input(recipe) -> tuple[int, int, int, int]:
+    if recipe.model.input_shape is not None:
+        return tuple(int(v) for v in recipe.model.input_shape)  # type: ignore[return-value]
+    d = recipe.data
+    n_lags = len(d.lag_list)
+    size = None
+    if d.importer:
+        name = str(d.importer.get("name", ""))
+        if name == "cowley_v4":
+            size = int(d.importer.get("image_size") or 112)
+        elif name == "allen_v1":
+            size = 31
+    elif not d.sessions and not d.legacy_config:
+        from neurotrain.data.synthetic import DEFAULT_FRAME_SIZE
+
+        size = int(d.synthetic.get("frame_size", DEFAULT_FRAME_SIZE))
+    if size is None:
+        raise ConfigError(recipe.source, "model.input_shape",
+                          "cannot infer the stimulus shape from the data section without loading data; "
+                          "declare it as [C, L, H, W]")
+    return (1, n_lags, size, size)
+
+
+def load_yaml_mapping(path: Path) -> dict:
+    try:
+        cfg = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(path, "<file>", "file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(path, "<yaml>", f"not valid YAML: {err}") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError(path, "<root>", "expected a mapping")
+    return cfg
+
+
+def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_behavior: bool = True,
+                          n_neurons: int = 8) -> ValidationReport:
+    """Build ``model_cfg`` for ``input_shape`` and trace its stage shapes; errors name ``model_yaml``."""
+    from neurotrain.model import ModelConfigError, build_model
+    from neurotrain.model.shapes import trace_shapes
+
+    def fail(err: Exception):
+        msg = str(err)
+        key, _, rest = msg.partition(": ")
+        return ConfigError(model_yaml, key if rest else "model", rest or msg)
+
+    try:
+        model = build_model(model_cfg, [n_neurons], input_shape=tuple(input_shape))
+    except TypeError:  # a build_model without input_shape support
+        try:
+            model = build_model(model_cfg, [n_neurons])
+        except ModelConfigError as err:
+            raise fail(err) from None
+    except ModelConfigError as err:
+        raise fail(err) from None
+    mod = getattr(model, "modulator", None)
+    behavior_dim = 0
+    if mod is not None:
+        behavior_dim = int(((model_cfg.get("modulator") or {}).get("params") or {}).get("behavior_dim", 0) or 0)
+    report = ValidationReport(Path(model_yaml), tuple(input_shape), behavior_dim if use_behavior else 0)
+    if mod is not None and not use_behavior:
+        report.notes.append("the model has a behaviour modulator but data.use_behavior is false: "
+                            "the modulator is skipped")
+    try:
+        from neurotrain.training.regularizers import build_regularizers
+    except ImportError:  # pragma: no cover - regularizers are part of the package
+        build_regularizers = None
+    if build_regularizers is not None and model_cfg.get("regularization"):
+        try:
+            regs = build_regularizers(model_cfg.get("regularization"), model)
+        except (ModelConfigError, ConfigError, ValueError) as err:
+            raise fail(err) from None
+        report.regularizers = [f"{getattr(r, 'name', '?')} ({getattr(r, 'kind', getattr(r, 'type', '?'))})" for r in regs]
+    try:
+        report.stages = trace_shapes(model, input_shape, report.behavior_dim)
+    except ModelConfigError as err:
+        raise fail(err) from None
+    report.n_params = sum(p.numel() for p in model.parameters())
+    return report
+
+
+def validate(path: str | Path, overrides: list[str] | None = None, input_shape=None) -> ValidationReport:
+    """Validate a recipe or a bare model YAML (told apart by their top-level keys)."""
+    from neurotrain.config.recipe import load_model_yaml, load_recipe
+
+    path = Path(path)
+    raw = load_yaml_mapping(path)
+    if _RECIPE_KEYS & set(raw) and "model_type" not in raw:
+        recipe = load_recipe(path, overrides)
+        shape = tuple(input_shape) if input_shape else _declared_input(recipe)
+        model_cfg = load_model_yaml(recipe)
+        return validate_model_config(model_cfg, recipe.resolve(recipe.model.config), shape,
+                                     use_behavior=recipe.data.use_behavior)
+    if overrides:
+        raise ConfigError(path, "<overrides>", "overrides apply to recipes, not to a bare model YAML")
+    return validate_model_config(raw, path, tuple(input_shape) if input_shape else LEGACY_INPUT_SHAPE)
