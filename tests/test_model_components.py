@@ -46,7 +46,7 @@ CANONICAL = {
             {"conv_params": {"type": "standard", "kernel_size": [3, 5, 5], **_AA},
              "norm_type": "grn", "act_type": "splitrelu", "dropout": 0.0, "pool_params": None},
         ]}},
-    "modulator": {"type": "concat", "params": {"behavior_dim": 42, "feature_dim": 256}},
+    "modulator": {"type": "concat", "params": {"behavior_dim": 42, "feature_dim": 32}},  # as shipped; ignored (the builder injects 256)
     "recurrent": {"type": "convgru", "params": {"n_layers": 1, "hidden_dim": 128,
                                                 "kernel_size": 3}},
     "readout": {"type": "gaussian", "params": {"n_units": 8, "bias": True, "initial_std": 0.5,

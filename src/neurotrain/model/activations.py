@@ -1,15 +1,32 @@
 """Activation layers selectable by ``act_type`` (legacy ``get_activation_layer``).
 
-All are elementwise except ``splitrelu``, which maps ``(B, C, ...)`` to ``(B, 2C, ...)``.
+All are elementwise (any shape in, same shape out) except ``splitrelu``, which maps
+``(B, C, ...)`` to ``(B, 2C, ...)``.
+
+Built-in names (case-insensitive): relu, leakyrelu, gelu, sigmoid, tanh, silu/swish, mish, softplus,
+bsoftplus, identity/none, square, splitrelu. Any other name is looked up case-sensitively in
+``torch.nn`` and instantiated with its defaults (``inplace`` only, as legacy did).
+
+``act_params`` per type (legacy reads ``inplace`` for every type; it never changes values and is
+accepted and ignored where the layer has no such option):
+
+* leakyrelu: ``negative_slope`` (0.01); gelu: ``approximate`` ('none');
+* bsoftplus: ``beta_init`` (1.0), ``beta_min`` (0.1), ``beta_max`` (10.0);
+* splitrelu: ``split_dim`` (1), ``trainable_gain`` (False);
+* softplus: none (legacy always used beta 1, threshold 20; use ``bsoftplus`` for another beta);
+* none: every key is ignored (legacy dropped act_params for ``none``).
 """
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import unknown_type
+from .conv import check_keys
+from .errors import ModelConfigError, unknown_type
 
 
 class SplitReLU(nn.Module):
@@ -28,6 +45,37 @@ class SplitReLU(nn.Module):
         return torch.cat([F.relu(x) * self.ongain.abs(), F.relu(-x)], dim=self.split_dim)
 
 
+class BSoftplus(nn.Module):
+    """Softplus with a learnable sharpness: ``y = softplus(beta * x) / beta``.
+
+    ``beta = clamp(exp(log_beta), beta_min, beta_max)``; ``log_beta`` is a scalar parameter
+    (shape ``()``, key ``log_beta``) initialised to ``log(beta_init)``. ``softplus`` uses PyTorch's
+    threshold 20 on ``beta * x``. Same shape in and out.
+    """
+
+    def __init__(self, beta_init: float = 1.0, beta_min: float = 0.1, beta_max: float = 10.0):
+        super().__init__()
+        if not beta_init > 0:
+            raise ModelConfigError(f"act_params.beta_init: must be > 0, got {beta_init!r}")
+        if beta_min > beta_max:
+            raise ModelConfigError(f"act_params: beta_min ({beta_min}) > beta_max ({beta_max})")
+        self.log_beta = nn.Parameter(torch.log(torch.tensor(float(beta_init))))
+        self.beta_min = float(beta_min)
+        self.beta_max = float(beta_max)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        """The clamped ``beta`` (0-d tensor)."""
+        return torch.exp(self.log_beta).clamp(min=self.beta_min, max=self.beta_max)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta = self.beta
+        return F.softplus(beta * x) / beta
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta.item():.4f}, beta_min={self.beta_min}, beta_max={self.beta_max}"
+
+
 class Square(nn.Module):
     """``x ** 2``."""
 
@@ -35,13 +83,33 @@ class Square(nn.Module):
         return x * x
 
 
-def _builtin(name: str, params: dict) -> nn.Module | None:
+# name -> (used keys, keys accepted and ignored)
+_ACT_KEYS = {
+    "relu": ((), ("inplace",)),
+    "leakyrelu": (("negative_slope",), ("inplace",)),
+    "gelu": (("approximate",), ("inplace",)),
+    "sigmoid": ((), ("inplace",)),
+    "tanh": ((), ("inplace",)),
+    "silu": ((), ("inplace",)),
+    "swish": ((), ("inplace",)),
+    "mish": ((), ("inplace",)),
+    "softplus": ((), ("inplace",)),
+    "bsoftplus": (("beta_init", "beta_min", "beta_max"), ("inplace",)),
+    "identity": ((), ("inplace",)),
+    "square": ((), ("inplace",)),
+    "splitrelu": (("split_dim", "trainable_gain"), ("inplace",)),
+}
+
+ACT_TYPES = tuple(_ACT_KEYS) + ("none",)
+
+
+def _builtin(name: str, p: dict) -> nn.Module:
     if name == "relu":
         return nn.ReLU()
     if name == "leakyrelu":
-        return nn.LeakyReLU(negative_slope=params.get("negative_slope", 0.01))
+        return nn.LeakyReLU(negative_slope=p.get("negative_slope", 0.01))
     if name == "gelu":
-        return nn.GELU(approximate=params.get("approximate", "none"))
+        return nn.GELU(approximate=p.get("approximate", "none"))
     if name == "sigmoid":
         return nn.Sigmoid()
     if name == "tanh":
@@ -50,37 +118,45 @@ def _builtin(name: str, params: dict) -> nn.Module | None:
         return nn.SiLU()
     if name == "mish":
         return nn.Mish()
-    if name == "elu":
-        return nn.ELU(alpha=params.get("alpha", 1.0))
     if name == "softplus":
-        return nn.Softplus(beta=params.get("beta", 1.0), threshold=params.get("threshold", 20.0))
-    if name in ("identity", "none", "linear"):
+        return nn.Softplus()
+    if name == "bsoftplus":
+        return BSoftplus(beta_init=p.get("beta_init", 1.0), beta_min=p.get("beta_min", 0.1),
+                         beta_max=p.get("beta_max", 10.0))
+    if name == "identity":
         return nn.Identity()
     if name == "square":
         return Square()
-    if name == "splitrelu":
-        return SplitReLU(split_dim=params.get("split_dim", 1),
-                         trainable_gain=params.get("trainable_gain", False))
-    return None
-
-
-ACT_TYPES = ("relu", "leakyrelu", "gelu", "sigmoid", "tanh", "silu", "swish", "mish", "elu",
-             "softplus", "identity", "none", "square", "splitrelu")
+    return SplitReLU(split_dim=p.get("split_dim", 1),
+                     trainable_gain=p.get("trainable_gain", False))
 
 
 def get_activation_layer(act_type: str | None, act_params: dict | None = None,
-                         path: str = "act_type") -> nn.Module:
-    """Return the activation for ``act_type`` (case-insensitive built-ins; otherwise a
-    case-sensitive ``torch.nn`` class name instantiated with ``act_params``)."""
-    params = dict(act_params or {})
-    if act_type is None:
+                         path: str = "act_type", params_path: str = "act_params") -> nn.Module:
+    """Return the activation for ``act_type`` (see the module docstring for names and params).
+
+    Unknown ``act_params`` keys raise :class:`ModelConfigError` naming ``params_path``.
+    """
+    if act_type is None or str(act_type).lower() == "none":
         return nn.Identity()
-    layer = _builtin(str(act_type).lower(), params)
-    if layer is not None:
-        return layer
+    name = str(act_type).lower()
+    if name in _ACT_KEYS:
+        used, ignored = _ACT_KEYS[name]
+        hint = ("legacy's softplus took no parameters (always beta 1, threshold 20); use "
+                "act_type 'bsoftplus' with beta_init for another beta") if name == "softplus" else ""
+        p = check_keys(act_params, used, params_path, ignored, hint=hint)
+        return _builtin(name, p)
     cls = getattr(nn, str(act_type), None)
     if isinstance(cls, type) and issubclass(cls, nn.Module):
-        return cls(**params)
+        check_keys(act_params, (), params_path, ("inplace",),
+                   hint=f"legacy built torch.nn.{act_type} with its defaults only")
+        try:
+            if "inplace" in inspect.signature(cls).parameters:
+                return cls(inplace=False)
+            return cls()
+        except TypeError as e:
+            raise ModelConfigError(f"{path}: torch.nn.{act_type} cannot be built without "
+                                   f"arguments ({e})") from e
     raise unknown_type(path, act_type, ACT_TYPES + ("<any torch.nn class name>",))
 
 

@@ -4,19 +4,26 @@ Components live in ``self.components`` (an ``nn.ModuleDict`` with keys among
 ``conv``, ``norm``, ``act``, ``dropout``, ``pool``), so parameters are at
 ``components.conv.conv.<...>``, ``components.norm.gamma`` etc., as in legacy checkpoints.
 
-Padding rules (legacy-exact):
+YAML keys of a block (anything else is a :class:`ModelConfigError`): ``conv_params`` (required, with
+``kernel_size``), ``norm_type`` (default ``batch``), ``norm_params``, ``act_type`` (default ``relu``),
+``act_params``, ``pool_params``, ``dropout`` (0), ``causal`` (True), ``order``
+(default ``[pad, conv, norm, act, dropout, pool]``). The conv bias defaults to True only when
+``norm_type`` is ``none``/null.
 
-* kernel T > 1 ("3-D") and ``causal`` (default): replicate-pad with W ``(p_w, p_w)``, H
-  ``(p_h, p_h)`` from ``conv_params.padding`` (int, ``[H, W]`` or ``[T, H, W]`` with T ignored) and
-  T ``(dilation_T * (k_T - 1), 0)`` (on the index-0 = newest-lag side); an axis with kernel 1 gets
-  no padding; the conv itself is unpadded.
-* kernel T == 1 ("2-D") with ``pad`` in ``order``: no padding at all (valid), whatever
-  ``padding`` says.
-* otherwise: the conv's own padding ``conv_params.padding`` with its ``padding_mode``.
+Padding rules (legacy-exact), with "3-D" meaning temporal kernel > 1:
+
+* 3-D and ``causal``: replicate-pad W ``(p_w, p_w)`` and H ``(p_h, p_h)`` from ``conv_params.padding``
+  (int, ``[H, W]`` or ``[T, H, W]`` with T ignored) and T ``(dilation_T * (k_T - 1), 0)`` (on the
+  index-0 = newest-lag side); an axis with kernel 1 gets none; the conv itself is unpadded. The pad
+  is only applied if ``pad`` is in ``order``.
+* otherwise, with ``pad`` in ``order``: no padding at all (valid conv), whatever ``padding`` says.
+* otherwise: the conv's own padding ``conv_params.padding`` (int or ``[T, H, W]``) with its
+  ``padding_mode`` (default replicate).
 """
 
 from __future__ import annotations
 
+import difflib
 from typing import Sequence
 
 import torch
@@ -24,133 +31,138 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .activations import get_activation_layer, output_channels_of
-from .conv import CONV_TYPES, _triple
+from .conv import CONV_KEYS, CONV_TYPES, _triple, check_keys
 from .errors import ModelConfigError, unknown_type
 from .norms import get_norm_layer
+from .pooling import get_pooling_layer
 
 DEFAULT_ORDER = ("pad", "conv", "norm", "act", "dropout", "pool")
-POOL_TYPES = ("max", "avg", "adaptivemax", "adaptiveavg")
+ORDER_NAMES = DEFAULT_ORDER
+BLOCK_KEYS = ("conv_params", "norm_type", "norm_params", "act_type", "act_params", "pool_params",
+              "dropout", "causal", "order")
 
 
-def get_pooling_layer(pool_params: dict | None, op_dim: int = 3,
-                      path: str = "pool_params") -> nn.Module | None:
-    """Pooling on 5-D tensors. ``max``/``avg`` with an int kernel on a 3-D block pool T, H and W
-    (``stride`` defaults to the kernel, floor mode). On a 2-D block (kernel T == 1) T is not pooled.
-    Returns None when ``pool_params`` is empty."""
-    if not pool_params:
-        return None
-    p = dict(pool_params)
-    ptype = str(p.pop("type", "max")).lower()
+def causal_pad_spec(kernel: tuple[int, int, int], dilation, padding,
+                    path: str = "conv_params") -> tuple[int, ...]:
+    """``F.pad`` spec ``(W_l, W_r, H_l, H_r, T_l, T_r)`` of a causal 3-D block.
 
-    def as3(v, fill):
-        if isinstance(v, (list, tuple)):
-            v = tuple(int(a) for a in v)
-            return v if len(v) == 3 else (fill,) + v
-        return (int(v),) * 3 if op_dim == 3 else (fill, int(v), int(v))
-
-    if ptype in ("max", "avg"):
-        k = as3(p.get("kernel_size", 2), 1)
-        s = p.get("stride") or p.get("kernel_size", 2)
-        s = as3(s, 1)
-        pad = as3(p.get("padding", 0), 0)
-        if ptype == "max":
-            return nn.MaxPool3d(k, stride=s, padding=pad)
-        return nn.AvgPool3d(k, stride=s, padding=pad)
-    if ptype in ("adaptivemax", "adaptiveavg"):
-        out = p.get("kernel_size", p.get("output_size", 1))
-        if not isinstance(out, (list, tuple)) and op_dim == 2:
-            out = (None, out, out)
-        cls = nn.AdaptiveMaxPool3d if ptype == "adaptivemax" else nn.AdaptiveAvgPool3d
-        return cls(out)
-    if ptype in ("aablur", "se_pool", "locatt", "learned"):
-        raise ModelConfigError(f"{path}.type: pooling type {ptype!r} is not supported by neurotrain")
-    raise unknown_type(f"{path}.type", ptype, POOL_TYPES)
-
-
-def pool_stride(pool_params: dict | None, op_dim: int = 3) -> tuple[int, int, int]:
-    """Total (T, H, W) stride of the pooling described by ``pool_params`` (1s if none/adaptive)."""
-    if not pool_params or str(pool_params.get("type", "max")).lower() not in ("max", "avg"):
-        return (1, 1, 1)
-    s = pool_params.get("stride") or pool_params.get("kernel_size", 2)
-    if isinstance(s, (list, tuple)):
-        s = tuple(int(a) for a in s)
-        return s if len(s) == 3 else (1,) + s
-    return (int(s),) * 3 if op_dim == 3 else (1, int(s), int(s))
-
-
-def _hw_padding(padding) -> tuple[int, int]:
-    if isinstance(padding, (list, tuple)):
+    T: ``(dilation_T * (k_T - 1), 0)``; H/W: symmetric from ``padding`` (int, ``[H, W]`` or
+    ``[T, H, W]``); any axis whose kernel is 1 gets 0.
+    """
+    dil = _triple(dilation, f"{path}.dilation")
+    if padding is None:
+        cfg = (0, 0, 0)
+    elif isinstance(padding, (list, tuple)):
         if len(padding) == 3:
-            return int(padding[1]), int(padding[2])
-        if len(padding) == 2:
-            return int(padding[0]), int(padding[1])
-        if len(padding) == 1:
-            return int(padding[0]), int(padding[0])
-        raise ModelConfigError(f"conv_params.padding: bad value {padding!r}")
-    return int(padding), int(padding)
+            cfg = tuple(int(v) for v in padding)
+        elif len(padding) == 2:
+            cfg = (0, int(padding[0]), int(padding[1]))
+        else:
+            raise ModelConfigError(f"{path}.padding: expected an int, [H, W] or [T, H, W], "
+                                   f"got {padding!r}")
+    elif isinstance(padding, int) and not isinstance(padding, bool):
+        cfg = (padding,) * 3
+    else:
+        raise ModelConfigError(f"{path}.padding: expected an int, [H, W] or [T, H, W], "
+                               f"got {padding!r}")
+    pt = dil[0] * (kernel[0] - 1) if kernel[0] > 1 else 0
+    ph = cfg[1] if kernel[1] > 1 else 0
+    pw = cfg[2] if kernel[2] > 1 else 0
+    return (pw, pw, ph, ph, pt, 0)
 
 
 class ConvBlock(nn.Module):
     """One conv block. Input ``(B, in_channels, T, H, W)``; output
     ``(B, output_channels, T', H', W')`` where ``output_channels`` = ``out_channels`` (x2 for
-    SplitReLU). ``order`` defaults to ``(pad, conv, norm, act, dropout, pool)``."""
+    SplitReLU). Build from a YAML mapping with :meth:`from_config` (strict keys)."""
 
     def __init__(self, in_channels: int, out_channels: int, conv_params: dict | None = None,
-                 norm_type: str | None = None, norm_params: dict | None = None,
+                 norm_type: str | None = "batch", norm_params: dict | None = None,
                  act_type: str | None = "relu", act_params: dict | None = None,
-                 pool_params: dict | None = None, dropout: float = 0.0, causal: bool = True,
-                 order: Sequence[str] | None = None, path: str = "block", **unused):
+                 pool_params: dict | str | None = None, dropout: float = 0.0,
+                 causal: bool = True, order: Sequence[str] | None = None, path: str = "block"):
         super().__init__()
-        cp = dict(conv_params or {})
-        conv_type = str(cp.pop("type", "standard")).lower()
+        if not isinstance(conv_params, dict):
+            raise ModelConfigError(f"{path}.conv_params: required (a mapping with kernel_size)")
+        cpath = f"{path}.conv_params"
+        conv_type = str(conv_params.get("type", "standard")).lower()
         if conv_type not in CONV_TYPES:
-            raise unknown_type(f"{path}.conv_params.type", conv_type, CONV_TYPES)
-        kernel = _triple(cp.pop("kernel_size", 3))
+            raise unknown_type(f"{cpath}.type", conv_params.get("type"), CONV_TYPES)
+        cp = check_keys(conv_params, ("type",) + CONV_KEYS[conv_type], cpath)
+        cp.pop("type", None)
+        if "kernel_size" not in cp:
+            raise ModelConfigError(f"{cpath}.kernel_size: required")
+        kernel = _triple(cp.pop("kernel_size"), f"{cpath}.kernel_size")
         padding = cp.pop("padding", 0)
-        dilation = _triple(cp.pop("dilation", 1))
+        dilation = cp.get("dilation", 1)
         self.order = tuple(order) if order is not None else DEFAULT_ORDER
+        for name in self.order:
+            if name not in ORDER_NAMES:
+                close = difflib.get_close_matches(str(name), ORDER_NAMES, n=1)
+                raise ModelConfigError(
+                    f"{path}.order: unknown step {name!r} (expected some of "
+                    f"{', '.join(ORDER_NAMES)})" + (f" (did you mean {close[0]!r}?)" if close else ""))
         self.in_channels = in_channels
         self.out_channels = out_channels
+        self.causal = bool(causal)
         self.dim = 3 if kernel[0] > 1 else 2
-        no_norm = norm_type is None or str(norm_type).lower() == "none"
-        bias = cp.pop("bias", no_norm)
+        cp.setdefault("bias", norm_type in (None, "none"))
 
-        # padding: F.pad spec (W_l, W_r, H_l, H_r, T_l, T_r) or None; conv's native padding
+        self.kernel_size = kernel
         self.pad_spec: tuple[int, ...] | None = None
-        if self.dim == 3 and causal:
-            ph, pw = _hw_padding(padding)
-            pt = dilation[0] * (kernel[0] - 1)
-            pw = pw if kernel[2] > 1 else 0
-            ph = ph if kernel[1] > 1 else 0
-            spec = (pw, pw, ph, ph, pt, 0)
+        if self.causal and self.dim == 3:
+            spec = causal_pad_spec(kernel, dilation, padding, cpath)
             self.pad_spec = spec if any(spec) else None
             conv_padding = 0
-        elif self.dim == 2 and "pad" in self.order:
+            self.hw_padding = (spec[2], spec[0]) if "pad" in self.order else (0, 0)
+        elif "pad" in self.order:
             conv_padding = 0
+            self.hw_padding = (0, 0)
         else:
             conv_padding = padding
-            if isinstance(conv_padding, (list, tuple)) and len(conv_padding) == 2:
-                conv_padding = (0,) + tuple(conv_padding)
-        cp.pop("causal", None)
+            tp = _triple(padding, f"{cpath}.padding")
+            self.hw_padding = (tp[1], tp[2])
         conv = CONV_TYPES[conv_type](in_channels, out_channels, kernel, padding=conv_padding,
-                                     dilation=dilation, bias=bias, **cp)
+                                     path=cpath, **cp)
 
         comps = nn.ModuleDict()
         comps["conv"] = conv
         comps["norm"] = get_norm_layer(norm_type, out_channels, self.dim, norm_params,
-                                       path=f"{path}.norm_type")
-        act = get_activation_layer(act_type, act_params, path=f"{path}.act_type")
+                                       path=f"{path}.norm_type", params_path=f"{path}.norm_params")
+        act = get_activation_layer(act_type, act_params, path=f"{path}.act_type",
+                                   params_path=f"{path}.act_params")
         comps["act"] = act
-        if dropout and dropout > 0:
+        if dropout is None or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ModelConfigError(f"{path}.dropout: expected a number in [0, 1), got {dropout!r}")
+        if dropout > 0:
             comps["dropout"] = nn.Dropout(dropout)
-        pool = get_pooling_layer(pool_params, self.dim, path=f"{path}.pool_params")
+        pool = get_pooling_layer(pool_params, self.dim, conv_channels=out_channels,
+                                 in_channels=self._channels_at("pool", act),
+                                 path=f"{path}.pool_params")
         if pool is not None:
             comps["pool"] = pool
         self.components = comps
         self._output_channels = output_channels_of(act, out_channels)
-        conv_stride = _triple(cp.get("stride", 1))
-        ps = pool_stride(pool_params, self.dim)
-        self.total_stride = tuple(a * b for a, b in zip(conv_stride, ps))
+
+    def _channels_at(self, stage: str, act: nn.Module) -> int:
+        c = self.in_channels
+        for name in self.order:
+            if name == stage:
+                return c
+            if name == "conv":
+                c = self.out_channels
+            elif name == "act":
+                c = output_channels_of(act, c)
+        return c
+
+    @classmethod
+    def from_config(cls, in_channels: int, out_channels: int, cfg: dict | None, path: str,
+                    ignored: Sequence[str] = ()) -> "ConvBlock":
+        """Build from a YAML block mapping; unknown keys raise, ``ignored`` keys are dropped."""
+        if cfg is not None and not isinstance(cfg, dict):
+            raise ModelConfigError(f"{path}: expected a mapping, got {type(cfg).__name__}")
+        p = check_keys(cfg, BLOCK_KEYS, path, ignored)
+        return cls(in_channels, out_channels, path=path, **p)
 
     @property
     def output_channels(self) -> int:

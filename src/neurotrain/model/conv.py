@@ -15,20 +15,52 @@ Effective weight = ``mask * (g * v / ||v||)`` (weight norm first, then the windo
 
 from __future__ import annotations
 
-from typing import Sequence
+import difflib
+from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from .errors import ModelConfigError, unknown_type
 
-def _triple(v) -> tuple[int, int, int]:
+
+def check_keys(params: dict | None, allowed: Iterable[str], path: str,
+               ignored: Iterable[str] = (), hint: str = "") -> dict:
+    """Reject keys of ``params`` that are neither ``allowed`` nor explicitly ``ignored``.
+
+    Returns a copy of ``params`` without the ``ignored`` keys. The error names the key path and the
+    closest known key: ``model.frontend.params.kernal_size: unknown key; accepted: ...
+    (did you mean 'kernel_size'?)``; ``hint`` is appended to the message.
+    """
+    p = dict(params or {})
+    allowed = list(allowed)
+    ignored = [k for k in ignored if k not in allowed]
+    known = allowed + ignored
+    for key in p:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            msg = f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed)) or '(none)'}"
+            if ignored:
+                msg += f"; accepted and ignored: {', '.join(sorted(ignored))}"
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+            if hint:
+                msg += f"; {hint}"
+            raise ModelConfigError(msg)
+    for key in ignored:
+        p.pop(key, None)
+    return p
+
+
+def _triple(v, path: str = "value") -> tuple[int, int, int]:
+    """An int -> ``(v, v, v)``; a list/tuple of 3 ints -> tuple. Anything else is an error."""
     if isinstance(v, (list, tuple)):
-        if len(v) == 1:
-            return (int(v[0]),) * 3
         if len(v) != 3:
-            raise ValueError(f"expected an int or 3 values, got {v!r}")
+            raise ModelConfigError(f"{path}: expected an int or 3 values [T, H, W], got {v!r}")
         return tuple(int(a) for a in v)  # type: ignore[return-value]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ModelConfigError(f"{path}: expected an int or 3 values [T, H, W], got {v!r}")
     return (int(v),) * 3
 
 
@@ -52,33 +84,41 @@ class WeightNorm(nn.Module):
             g = self._norm(w)
         self.g = nn.Parameter(g, requires_grad=not keep_unit_norm)
 
-    def _norm(self, v: torch.Tensor) -> torch.Tensor:
-        dims = [d for d in range(v.ndim) if d != self.dim]
-        return v.norm(p=2, dim=dims)
+    def _norm(self, v: torch.Tensor, keepdim: bool = False) -> torch.Tensor:
+        dims = tuple(d for d in range(v.ndim) if d != self.dim)
+        return torch.linalg.vector_norm(v, dim=dims, keepdim=keepdim)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:  # noqa: ARG002 - legacy ignores it
         v = self.v
         shape = [1] * v.ndim
         shape[self.dim] = -1
-        norm = self._norm(v).clamp_min(1e-12).view(shape)
-        return v * (self.g.view(shape) / norm)
+        norm = self._norm(v, keepdim=True).clamp_min(1e-12)
+        return self.g.view(shape) * (v / norm)
+
+
+WINDOW_TYPES = tuple(n for n in getattr(torch.signal.windows, "__all__", ())
+                     if callable(getattr(torch.signal.windows, n, None)))
 
 
 def window_mask(kernel_size: Sequence[int], window: str = "hann", power: float = 1.0,
-                **window_kwargs) -> torch.Tensor:
+                path: str = "conv_params", **window_kwargs) -> torch.Tensor:
     """Separable anti-alias mask of shape ``kernel_size`` (e.g. ``(kT, kH, kW)``).
 
-    Each axis of size >= 5 gets ``torch.signal.windows.<window>(n, sym=True) ** power`` divided by
-    its max; axes smaller than 5 get ones.
+    Each axis of size >= 5 gets ``torch.signal.windows.<window>(n, **window_kwargs) ** power``
+    (symmetric by default) divided by its max; axes smaller than 5 get ones.
     """
-    fn = getattr(torch.signal.windows, window, None)
-    if fn is None:
-        raise ValueError(f"unknown aa_window {window!r}")
+    fn = getattr(torch.signal.windows, str(window), None) if not str(window).startswith("_") else None
+    if fn is None or not callable(fn):
+        raise unknown_type(f"{path}.aa_window", window, WINDOW_TYPES)
     mask = torch.ones(())
     for n in kernel_size:
         if n >= 5:
-            w = fn(n, sym=True, **window_kwargs).to(torch.float32) ** float(power)
-            w = w / w.max()
+            try:
+                w = fn(n, **window_kwargs).to(torch.float32) ** float(power)
+            except TypeError as e:
+                raise ModelConfigError(f"{path}.aa_window_kwargs: {window!r} window rejects "
+                                       f"{sorted(window_kwargs)} ({e})") from e
+            w = w / w.max().clamp_min(1e-12)
         else:
             w = torch.ones(n)
         mask = mask.unsqueeze(-1) * w
@@ -99,7 +139,8 @@ class WindowMask(nn.Module):
 def apply_weight_parametrizations(conv: nn.Module, *, use_weight_norm: bool = False,
                                   keep_unit_norm: bool = False, weight_norm_dim: int = 0,
                                   aa_signal: bool = False, aa_window: str = "hann",
-                                  aa_window_kwargs: dict | None = None) -> None:
+                                  aa_window_kwargs: dict | None = None,
+                                  path: str = "conv_params") -> None:
     """Register weight norm (first) and the window (second) on ``conv.weight`` as legacy did."""
     if use_weight_norm:
         wn = WeightNorm(conv.weight, dim=weight_norm_dim, keep_unit_norm=keep_unit_norm)
@@ -109,7 +150,7 @@ def apply_weight_parametrizations(conv: nn.Module, *, use_weight_norm: bool = Fa
         power = kw.pop("power", 1.0)
         kernel = tuple(conv.weight.shape[2:]) if not use_weight_norm else \
             tuple(conv.parametrizations.weight.original.shape[2:])
-        mask = window_mask(kernel, aa_window or "hann", power, **kw)
+        mask = window_mask(kernel, aa_window or "hann", power, path=path, **kw)
         mask = mask.view(1, 1, *kernel)
         parametrize.register_parametrization(conv, "weight", WindowMask(mask), unsafe=True)
 
@@ -118,23 +159,29 @@ class StandardConv(nn.Module):
     """``nn.Conv3d`` (attribute ``conv``) with optional weight norm / anti-alias window.
 
     Input ``(B, C_in, T, H, W)`` -> output ``(B, C_out, T', H', W')`` (ordinary Conv3d arithmetic).
+    ``kernel_size``/``stride``/``padding``/``dilation``: an int or 3 values ``[T, H, W]``.
+    ``weight_norm_dim`` is accepted and ignored: legacy always normalises per output channel (dim 0).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "replicate",
                  aa_signal: bool = False, aa_window: str = "hann", aa_window_kwargs: dict | None = None,
                  use_weight_norm: bool = False, keep_unit_norm: bool = False,
-                 weight_norm_dim: int = 0):
+                 weight_norm_dim: int = 0, path: str = "conv_params"):
         super().__init__()
+        del weight_norm_dim  # legacy StandardConv ignores it (weight norm over dim 0)
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.conv = nn.Conv3d(in_channels, out_channels, _triple(kernel_size), stride=_triple(stride),
-                              padding=_triple(padding), dilation=_triple(dilation), groups=groups,
+        self.conv = nn.Conv3d(in_channels, out_channels, _triple(kernel_size, f"{path}.kernel_size"),
+                              stride=_triple(stride, f"{path}.stride"),
+                              padding=_triple(padding, f"{path}.padding"),
+                              dilation=_triple(dilation, f"{path}.dilation"), groups=groups,
                               bias=bias, padding_mode=padding_mode)
         apply_weight_parametrizations(self.conv, use_weight_norm=use_weight_norm,
                                       keep_unit_norm=keep_unit_norm,
-                                      weight_norm_dim=weight_norm_dim, aa_signal=aa_signal,
-                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs)
+                                      weight_norm_dim=0, aa_signal=aa_signal,
+                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs,
+                                      path=path)
 
     @property
     def output_channels(self) -> int:
@@ -153,22 +200,24 @@ class DepthwiseConv(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int | None = None, bias: bool = True,
+                 dilation=1, bias: bool = True,
                  padding_mode: str = "replicate", aa_signal: bool = False, aa_window: str = "hann",
                  aa_window_kwargs: dict | None = None, use_weight_norm: bool = False,
-                 keep_unit_norm: bool = False, weight_norm_dim: int = 0):
+                 keep_unit_norm: bool = False, weight_norm_dim: int = 0, path: str = "conv_params"):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.depthwise = nn.Conv3d(in_channels, in_channels, _triple(kernel_size),
-                                   stride=_triple(stride), padding=_triple(padding),
-                                   dilation=_triple(dilation), groups=in_channels, bias=False,
-                                   padding_mode=padding_mode)
+        self.depthwise = nn.Conv3d(in_channels, in_channels, _triple(kernel_size, f"{path}.kernel_size"),
+                                   stride=_triple(stride, f"{path}.stride"),
+                                   padding=_triple(padding, f"{path}.padding"),
+                                   dilation=_triple(dilation, f"{path}.dilation"),
+                                   groups=in_channels, bias=False, padding_mode=padding_mode)
         self.pointwise = nn.Conv3d(in_channels, out_channels, 1, bias=bias)
         apply_weight_parametrizations(self.depthwise, use_weight_norm=use_weight_norm,
                                       keep_unit_norm=keep_unit_norm,
                                       weight_norm_dim=weight_norm_dim, aa_signal=aa_signal,
-                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs)
+                                      aa_window=aa_window, aa_window_kwargs=aa_window_kwargs,
+                                      path=path)
         apply_weight_parametrizations(self.pointwise, use_weight_norm=use_weight_norm,
                                       keep_unit_norm=keep_unit_norm, weight_norm_dim=0)
 
@@ -181,3 +230,9 @@ class DepthwiseConv(nn.Module):
 
 
 CONV_TYPES = {"standard": StandardConv, "depthwise": DepthwiseConv}
+
+# conv_params keys each conv type accepts (besides ``type``); legacy raised TypeError for others.
+_COMMON_CONV_KEYS = ("kernel_size", "stride", "padding", "dilation", "bias", "padding_mode",
+                     "aa_signal", "aa_window", "aa_window_kwargs", "use_weight_norm",
+                     "keep_unit_norm", "weight_norm_dim")
+CONV_KEYS = {"standard": _COMMON_CONV_KEYS + ("groups",), "depthwise": _COMMON_CONV_KEYS}

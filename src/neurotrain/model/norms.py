@@ -6,9 +6,12 @@ return the same shape. ``eps`` defaults to 1e-5 and ``affine`` to True (False fo
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn as nn
 
+from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
 
 
@@ -63,7 +66,11 @@ class GlobalResponseNorm(nn.Module):
 
 
 class ParameterFreeLayerNorm(nn.Module):
-    """``(x - mean) / sqrt(var + eps)`` over ``target_dim`` (default channels), computed in fp32."""
+    """``(x - m) * rsqrt(v + eps)`` over ``target_dim`` (default channels), in fp32, no parameters.
+
+    ``m = mean(x)`` and ``v = mean(x^2) - m^2`` (the legacy formula, kept for bitwise parity).
+    Same shape in and out; the output is cast back to the input dtype.
+    """
 
     def __init__(self, eps: float = 1e-5, target_dim=(1,)):
         super().__init__()
@@ -73,38 +80,60 @@ class ParameterFreeLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         mean = xf.mean(dim=self.target_dim, keepdim=True)
-        var = xf.var(dim=self.target_dim, keepdim=True, unbiased=False)
+        var = xf.pow(2).mean(dim=self.target_dim, keepdim=True) - mean.pow(2)
         return ((xf - mean) * torch.rsqrt(var + self.eps)).to(x.dtype)
 
 
 NORM_TYPES = ("rms", "grn", "layer", "batch", "instance", "group", "none")
 
+# norm_params each type uses, and the keys legacy reads for every type but this one ignores.
+_NORM_KEYS = {
+    "rms": (("eps", "affine", "target_dim"), ()),
+    "grn": (("eps",), ("affine", "target_dim")),
+    "layer": (("eps", "target_dim"), ("affine",)),
+    "batch": (("eps", "affine"), ("target_dim",)),
+    "instance": (("eps", "affine"), ("target_dim",)),
+    "group": (("eps", "affine", "num_groups"), ("target_dim",)),
+}
+
 
 def get_norm_layer(norm_type: str | None, num_features: int, dim: int = 3,
-                   norm_params: dict | None = None, path: str = "norm_type") -> nn.Module:
+                   norm_params: dict | None = None, path: str = "norm_type",
+                   params_path: str = "norm_params") -> nn.Module:
     """Return the norm layer for ``norm_type`` on ``num_features`` channels (Identity for none).
 
-    ``dim`` is the block's op dimension; batch/instance norms act on 5-D tensors here.
+    Every layer maps ``(B, C, T, H, W)`` to the same shape. ``norm_params``: ``eps`` (1e-5) for all;
+    ``affine`` (True; False for ``instance``) for rms/batch/instance/group; ``target_dim`` (1) for
+    rms/layer; ``num_groups`` (1) for group. Keys legacy reads but a type does not use are accepted
+    and ignored; others raise :class:`ModelConfigError`. With ``none`` all norm_params are ignored.
+    ``batch``/``instance`` are always the 3-D variants here (legacy picked the 2-D ones for blocks
+    with a temporal kernel of 1, which then failed on 5-D input).
     """
-    p = dict(norm_params or {})
-    eps = p.pop("eps", 1e-5)
     if norm_type is None or str(norm_type).lower() == "none":
         return nn.Identity()
     t = str(norm_type).lower()
+    if t not in _NORM_KEYS:
+        raise unknown_type(path, norm_type, NORM_TYPES)
+    ppath = params_path
+    used, ignored = _NORM_KEYS[t]
+    p = check_keys(norm_params, used, ppath, ignored)
+    eps = p.get("eps", 1e-5)
+    target_dim = p.get("target_dim", 1)
     if t == "rms":
-        return RMSNorm(num_features, eps=eps, affine=p.get("affine", True),
-                       target_dim=p.get("target_dim", (1,)))
+        return RMSNorm(num_features, eps=eps, affine=p.get("affine", True), target_dim=target_dim)
     if t == "grn":
         return GlobalResponseNorm(num_features, eps=eps)
     if t == "layer":
-        return ParameterFreeLayerNorm(eps=eps, target_dim=p.get("target_dim", (1,)))
+        return ParameterFreeLayerNorm(eps=eps, target_dim=target_dim)
     if t == "batch":
-        return nn.BatchNorm3d(num_features, eps=eps, affine=p.get("affine", True),
-                              momentum=p.get("momentum", 0.1))
+        return nn.BatchNorm3d(num_features, eps=eps, affine=p.get("affine", True))
     if t == "instance":
         return nn.InstanceNorm3d(num_features, eps=eps, affine=p.get("affine", False))
-    if t == "group":
-        if "num_groups" not in p:
-            raise ModelConfigError(f"{path}: group norm needs norm_params.num_groups")
-        return nn.GroupNorm(p["num_groups"], num_features, eps=eps, affine=p.get("affine", True))
-    raise unknown_type(path, norm_type, NORM_TYPES)
+    groups = int(p.get("num_groups", 1))
+    if groups < 1:
+        raise ModelConfigError(f"{ppath}.num_groups: must be >= 1, got {groups}")
+    if num_features > 0 and num_features % groups != 0:
+        warnings.warn(f"{ppath}.num_groups: {num_features} channels are not divisible by "
+                      f"{groups} groups; using 1 group (as legacy did)", stacklevel=2)
+        groups = 1
+    return nn.GroupNorm(groups, num_features, eps=eps, affine=p.get("affine", True))
