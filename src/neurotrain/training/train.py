@@ -10,12 +10,16 @@ What happens, in order:
    ``even_batches=False`` because the sampler already gives every rank the same number of batches.
 2. **Data** (:mod:`neurotrain.data.build`): memory-mapped sessions, trial-block splits, one global-view
    :class:`~neurotrain.data.sampler.SessionBatchSampler` that Accelerate shards by whole batches.
-3. **Model** from the legacy-format model YAML; AdamW with core/head groups; a per-step LR schedule.
+3. **Model** from the legacy-format model YAML; its ``regularization`` list
+   (:mod:`neurotrain.training.regularizers`, checked before anything runs); AdamW with core/head
+   groups (l2/group_lasso-regularized parameters left out of weight decay); a per-step LR schedule.
 4. **Resume** from ``<output_dir>/state/LATEST`` if present (``checkpoint.resume: auto``), else
    initialise the readout biases from the training-split mean rates (never again on resume).
 5. **Epochs.** Each micro-batch holds one session (a list of per-session dicts in general); the masked
-   Poisson loss pools all valid entries; non-finite sub-batches are skipped and counted; gradients are
-   clipped and accumulated; the scheduler steps once per optimizer step.
+   Poisson loss pools all valid entries; non-finite sub-batches are skipped and counted; the model's
+   auxiliary loss (if any) is added; gradients are accumulated, the regularizer penalties' gradient is
+   added, gradients are clipped; after each optimizer step the proximal regularizers act once and the
+   scheduler steps.
 6. **Validation** every epoch: this rank evaluates every N-th validation batch (no duplicates), the
    Poisson sufficient statistics are summed across ranks, and bits/spike are computed from the sums
    (per session, per subject, overall; oracle bits/spike beside them when the data has true rates).
@@ -48,6 +52,7 @@ from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
 from neurotrain.training.loss import SessionLoss, clamp_rates
 from neurotrain.training.metrics import MomentStats, PoissonStats, summarize, summarize_continuous
 from neurotrain.training.optim import build_optimizer
+from neurotrain.training.regularizers import RegularizationError, Regularizers, parse_regularization
 from neurotrain.training.scheduler import build_scheduler
 from neurotrain.training.state import TrainState
 
@@ -105,10 +110,34 @@ def init_readout_biases(model, registry: list[dict]) -> None:
             readout.bias.copy_(bias.to(readout.bias.dtype))
 
 
+def history_lags_of(model_config: dict) -> int:
+    """How many past bins of counts a spike-history model (``model_type: v1multi_history``) reads; else 0."""
+    if model_config.get("model_type") != "v1multi_history":
+        return 0
+    params = (model_config.get("history_encoder") or {}).get("params") or {}
+    return int(params.get("num_lags", 5))
+
+
+def check_data_fits_model(model_config: dict, data: DataBundle, model_file) -> None:
+    """The behaviour width every session provides must be the modulator's ``behavior_dim``."""
+    mod = model_config.get("modulator") or {}
+    if str(mod.get("type", "none")).lower() == "none":
+        return
+    want = (mod.get("params") or {}).get("behavior_dim")
+    for info in data.registry:
+        have = info.get("behavior_dim", 0)
+        if have and want is not None and int(want) != have:
+            raise ConfigError(model_file, "modulator.params.behavior_dim",
+                              f"is {want} but session {info['name']} provides {have} behaviour values per sample")
+
+
 def forward_session(model, sub: dict) -> torch.Tensor:
     """The model's output for one per-session sub-batch (rates, or log-rates for an identity output)."""
     stim = sub["stim"]
     stim = cast_stim(stim) if stim.dtype == torch.uint8 else stim.float()
+    history = sub.get("history")
+    if history is not None:
+        return model(stim, int(sub["session_idx"]), sub.get("behavior"), history=history)
     return model(stim, int(sub["session_idx"]), sub.get("behavior"))
 
 
@@ -123,30 +152,60 @@ def session_losses(data: DataBundle, log_input: bool) -> list[SessionLoss]:
     return out
 
 
-def _zero_loss(model) -> torch.Tensor:
-    """A loss of exactly 0 that touches every parameter (keeps all DDP ranks in step when a rank skips)."""
+def _zero_loss(model, outputs: list[torch.Tensor]) -> torch.Tensor:
+    """A loss of exactly 0 with a graph, so that backward runs on every rank when a rank skips.
+
+    Under DDP it is built from this step's forward outputs only: a parameter used outside the forward
+    would be "marked ready twice" by DDP's unused-parameter search. Otherwise it touches every
+    trainable parameter, so every one gets a (zero) gradient."""
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        return sum(torch.nan_to_num(o.float(), 0.0, 0.0, 0.0).sum() * 0.0 for o in outputs)
     return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
 
 
-def batch_loss(model, batch: list[dict], losses: list[SessionLoss]):
-    """The masked Poisson loss of one micro-batch (a list of per-session sub-batches).
+def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict | None = None):
+    """The masked Poisson loss of one micro-batch (a list of per-session sub-batches), plus the model's
+    auxiliary loss.
 
     The loss pools all valid (sample, neuron) entries of the sub-batches. A sub-batch whose loss is
-    not finite is left out and counted; if none is left the loss is an exact 0 that still touches every
-    parameter, so backward runs on every rank. Returns ``(loss, total, count, n_skipped)`` where
+    not finite is left out and counted; if none is left the loss is an exact 0 that still has a graph,
+    so backward runs on every rank. Returns ``(loss, total, count, n_skipped)`` where
     ``total``/``count`` are the kept NLL sum and entry count (``None`` when nothing was kept).
+
+    Auxiliary loss: after each sub-batch's forward the unwrapped model's ``auxiliary_loss()`` (if the
+    model has one) returns a scalar or None and forgets it; the mean of the finite non-None values over
+    the sub-batches is added to ``loss`` (legacy counted only the last sub-batch's). When ``info`` is
+    a dict, ``info["aux_loss"]`` receives that mean (a float) if there was one.
     """
+    raw = getattr(model, "module", model)
+    aux_fn = getattr(raw, "auxiliary_loss", None)
     total, count, skipped = None, None, 0
+    outputs, aux = [], []
     for sub in batch:
         out = forward_session(model, sub)
+        outputs.append(out)
+        a = aux_fn() if aux_fn is not None else None
+        if a is not None and torch.isfinite(a).all():
+            aux.append(a.reshape(()))
         s, c = losses[int(sub["session_idx"])].sums(out, sub["robs"], sub["dfs"])
         if not torch.isfinite(s):
             skipped += 1
             continue
         total = s if total is None else total + s
         count = c if count is None else count + c
-    loss = _zero_loss(model) if total is None else total / count.clamp_min(1.0)
+    loss = _zero_loss(model, outputs) if total is None else total / count.clamp_min(1.0)
+    if aux:
+        aux_mean = torch.stack(aux).mean()
+        loss = loss + aux_mean
+        if info is not None:
+            info["aux_loss"] = float(aux_mean.detach())
     return loss, total, count, skipped
+
+
+def _grad_scale(accelerator: Accelerator) -> float:
+    """The current fp16 loss scale (gradients are scaled by it until clipping or the step); else 1."""
+    scaler = getattr(accelerator, "scaler", None)
+    return float(scaler.get_scale()) if scaler is not None else 1.0
 
 
 @torch.no_grad()
@@ -224,12 +283,20 @@ def train(recipe: Recipe) -> dict:
     is_main = accelerator.is_main_process
 
     # ---------------------------------------------------------------- data and model
-    data = build_data(recipe, accelerator.main_process_first)
     model_config = load_model_yaml(recipe)
+    model_file = recipe.resolve(recipe.model.config)
+    try:
+        reg_specs = parse_regularization(model_config)  # checked before the data are built
+    except RegularizationError as err:
+        raise ConfigError(model_file, "model", str(err)) from None
+    data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
+    check_data_fits_model(model_config, data, model_file)
     try:
         model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry])
+        # Bound to the unwrapped model's parameters (names without a prefix); prepare() keeps them.
+        regs = Regularizers.build(reg_specs, model)
     except ModelConfigError as err:
-        raise ConfigError(recipe.resolve(recipe.model.config), "model", str(err)) from None
+        raise ConfigError(model_file, "model", str(err)) from None
     losses = session_losses(data, model.log_input)
     tcfg = recipe.train
 
@@ -242,7 +309,7 @@ def train(recipe: Recipe) -> dict:
         num_workers=recipe.data.num_workers,
         persistent_workers=recipe.data.num_workers > 0,
     )
-    optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.core_lr_scale)
+    optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.core_lr_scale, no_decay=regs.decay_exclusions())
     batches_per_rank = len(sampler) // world
     steps_per_epoch = max(1, math.ceil(batches_per_rank / tcfg.accumulate_grad_batches))
     total_steps = steps_per_epoch * tcfg.max_epochs  # max_steps only stops early; it never reshapes the schedule
@@ -286,6 +353,9 @@ def train(recipe: Recipe) -> dict:
         tqdm.write(f"[neurotrain] {len(data.names)} sessions, {len(data.train)} train / {len(data.val)} val samples, "
                    f"{n_params / 1e6:.2f}M parameters, {world} process(es) on {accelerator.device}, "
                    f"{steps_per_epoch} steps/epoch")
+        for r in regs:
+            shown = ", ".join(r.names[:4]) + (f", ... ({len(r.names)} tensors)" if len(r.names) > 4 else "")
+            tqdm.write(f"[neurotrain] regularizer {r.name} ({r.type}) on {shown or 'nothing trainable'}")
 
     # ---------------------------------------------------------------- epochs
     metrics: dict = {}
@@ -301,14 +371,23 @@ def train(recipe: Recipe) -> dict:
         bar = tqdm(total=batches_per_rank, initial=state.batches_in_epoch, desc=f"epoch {epoch}",
                    disable=not (is_main and recipe.logging.progress_bar), leave=False, dynamic_ncols=True)
         run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+        reg_values: dict = {}
         for batch in train_loader:
             with accelerator.accumulate(model):
-                loss, total, count, skipped = batch_loss(model, batch, losses)
+                info: dict = {}
+                loss, total, count, skipped = batch_loss(model, batch, losses, info)
                 state.nonfinite_skipped += skipped
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and clip:
-                    accelerator.clip_grad_norm_(model.parameters(), clip)
+                if accelerator.sync_gradients:
+                    # The penalties join the loss of this optimizer step through their gradient, added
+                    # identically on every rank after the all-reduce (see Regularizers.add_penalty_grads).
+                    if regs.has_penalties:
+                        reg_values = regs.add_penalty_grads(epoch, scale=_grad_scale(accelerator))
+                    if clip:
+                        accelerator.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
+                if accelerator.sync_gradients and regs.has_prox and not getattr(optimizer, "step_was_skipped", False):
+                    regs.prox_step(optimizer, epoch)  # once per optimizer step, on identical parameters
                 optimizer.zero_grad(set_to_none=True)
             if total is not None:
                 run_loss += torch.stack([total.detach().double(), count.detach().double()])
@@ -319,10 +398,14 @@ def train(recipe: Recipe) -> dict:
                 state.global_step += 1
                 sampler.set_step(state.global_step)
                 if state.global_step % recipe.logging.log_every_n_steps == 0:
-                    step_loss = float(loss.detach())
+                    step_loss = float(total.detach() / count.clamp_min(1.0)) if total is not None else 0.0
                     bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
-                    logger.log({"train_loss_step": step_loss, "lr": scheduler.get_last_lr()[-1], "epoch": epoch},
-                               step=state.global_step)
+                    row = {"train_loss_step": step_loss, "lr": scheduler.get_last_lr()[-1], "epoch": epoch}
+                    if "aux_loss" in info:
+                        row["aux_loss"] = info["aux_loss"]
+                    row.update({f"reg/{k}": v for k, v in reg_values.items()})
+                    row.update({f"reg_lambda/{k}": v for k, v in regs.lambdas(epoch).items()})
+                    logger.log(row, step=state.global_step)
                 every = recipe.checkpoint.every_n_steps
                 end_of_epoch = state.batches_in_epoch >= batches_per_rank  # the epoch-end save follows
                 if every and state.global_step % every == 0 and not end_of_epoch:
