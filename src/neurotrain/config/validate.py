@@ -95,6 +95,7 @@ def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_be
     """Build ``model_cfg`` for ``input_shape`` and trace its stage shapes; errors name ``model_yaml``."""
     from neurotrain.model import ModelConfigError, build_model
     from neurotrain.model.shapes import trace_shapes
+    from neurotrain.training.regularizers import Regularizers, parse_regularization
 
     def fail(err: Exception):
         msg = str(err)
@@ -119,15 +120,10 @@ def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_be
         report.notes.append("the model has a behaviour modulator but data.use_behavior is false: "
                             "the modulator is skipped")
     try:
-        from neurotrain.training.regularizers import build_regularizers
-    except ImportError:  # pragma: no cover - regularizers are part of the package
-        build_regularizers = None
-    if build_regularizers is not None and model_cfg.get("regularization"):
-        try:
-            regs = build_regularizers(model_cfg.get("regularization"), model)
-        except (ModelConfigError, ConfigError, ValueError) as err:
-            raise fail(err) from None
-        report.regularizers = [f"{getattr(r, 'name', '?')} ({getattr(r, 'kind', getattr(r, 'type', '?'))})" for r in regs]
+        regs = Regularizers.build(parse_regularization(model_cfg), model)
+    except ModelConfigError as err:  # RegularizationError included
+        raise fail(err) from None
+    report.regularizers = [f"{r.name} ({r.type}, {len(r.names)} tensors)" for r in regs]
     try:
         report.stages = trace_shapes(model, input_shape, report.behavior_dim)
     except ModelConfigError as err:

@@ -122,8 +122,8 @@ def trace_shapes(model: nn.Module, input_shape, behavior_dim: int = 0, session_i
     model.eval()
     try:
         model(stim, session_idx, behavior, **kw)
-    except ShapeError:
-        raise
+    except ModelConfigError as err:  # a stage's own check already names its key
+        raise ShapeError(str(err)) from err
     except Exception as err:  # noqa: BLE001 - re-raised with the failing stage named
         name, inp = current[-1] if current else ("model", tuple(stim.shape))
         raise ShapeError(f"{yaml_key(name)}: fails on input of shape {inp} ({type(err).__name__}: {err})") from err
