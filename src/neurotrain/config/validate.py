@@ -90,6 +90,13 @@ def load_yaml_mapping(path: Path) -> dict:
     return cfg
 
 
+def model_error(model_yaml, err: Exception) -> ConfigError:
+    """A model-building error (message ``"<key>: <what>"``) as a ConfigError naming the model YAML file."""
+    msg = str(err)
+    key, sep, rest = msg.partition(": ")
+    return ConfigError(model_yaml, key, rest) if sep and " " not in key else ConfigError(model_yaml, "model", msg)
+
+
 def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_behavior: bool = True,
                           n_neurons: int = 8) -> ValidationReport:
     """Build ``model_cfg`` for ``input_shape`` and trace its stage shapes; errors name ``model_yaml``."""
@@ -98,9 +105,7 @@ def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_be
     from neurotrain.training.regularizers import Regularizers, parse_regularization
 
     def fail(err: Exception):
-        msg = str(err)
-        key, _, rest = msg.partition(": ")
-        return ConfigError(model_yaml, key if rest else "model", rest or msg)
+        return model_error(model_yaml, err)
 
     try:
         model = build_model(model_cfg, [n_neurons], input_shape=tuple(input_shape))

@@ -43,6 +43,7 @@ from neurotrain.checkpoint.portable import save_portable
 from neurotrain.checkpoint.resume import StateManager
 from neurotrain.config.recipe import Recipe, load_model_yaml
 from neurotrain.config.typed import ConfigError
+from neurotrain.config.validate import model_error
 from neurotrain.data.build import DataBundle, build_data
 from neurotrain.data.multisession import cast_stim, group_collate
 from neurotrain.data.curriculum import ContrastWeightedSampler
@@ -288,7 +289,7 @@ def train(recipe: Recipe) -> dict:
     try:
         reg_specs = parse_regularization(model_config)  # checked before the data are built
     except RegularizationError as err:
-        raise ConfigError(model_file, "model", str(err)) from None
+        raise model_error(model_file, err) from None
     data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
     check_data_fits_model(model_config, data, model_file)
     try:
@@ -296,7 +297,7 @@ def train(recipe: Recipe) -> dict:
         # Bound to the unwrapped model's parameters (names without a prefix); prepare() keeps them.
         regs = Regularizers.build(reg_specs, model)
     except ModelConfigError as err:
-        raise ConfigError(model_file, "model", str(err)) from None
+        raise model_error(model_file, err) from None
     losses = session_losses(data, model.log_input)
     tcfg = recipe.train
 
