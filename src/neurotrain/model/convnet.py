@@ -3,7 +3,8 @@
 Config (the YAML ``convnet.params`` plus ``initial_channels``): ``channels`` (per-block output or
 growth, required), ``block_configs`` (ConvBlock mappings, same length, required), optional
 ``stem_config`` (a ConvBlock mapping plus required ``out_channels``), ``final_activation`` (default
-none), ``resnet_post_add_activation`` (default none). ``checkpointing``, ``dim`` and
+none), ``resnet_post_add_activation`` (default none), ``shortcut_crop`` (ResNet: ``shortcut`` or
+``both``, see :class:`ResBlock`; neurotrain's addition). ``checkpointing``, ``dim`` and
 ``base_channels`` are accepted and ignored (legacy read none of them for the maths); any other key
 is a :class:`ModelConfigError`. In ResNet and DenseNet block configs ``out_channels`` and
 ``channel_multiplier`` are ignored (legacy dropped them); the vanilla stack accepts neither.
@@ -25,7 +26,8 @@ from .errors import ModelConfigError
 from .pooling import legacy_pool_stride, pool_type_of
 
 CONVNET_KEYS = ("channels", "block_configs", "stem_config", "final_activation",
-                "resnet_post_add_activation")
+                "resnet_post_add_activation", "shortcut_crop")
+SHORTCUT_CROPS = ("shortcut", "both")
 CONVNET_IGNORED = ("checkpointing", "dim", "base_channels")
 
 
@@ -73,15 +75,26 @@ class ResBlock(nn.Module):
 
     ``shortcut`` is a bias-free 1x1x1 Conv3d with the legacy stride (:func:`legacy_shortcut_stride`
     of ``conv_params.stride`` and ``pool_params.stride``), present when channels change or that
-    stride > 1 (else Identity). The shortcut output is cropped to the main output (last T entries,
-    centre H/W); if it is smaller on any axis a :class:`ModelConfigError` names the block, both
-    shapes and the cause. Input ``(B, C_in, T, H, W)``, output ``(B, C_out, T', H', W')``.
+    stride > 1 (else Identity).
+
+    ``shortcut_crop`` (the convnet param; an addition of neurotrain's, for checkpoints of two eras):
+
+    * ``shortcut`` (default; the legacy rule since Oct 20, 2025): the shortcut output is cropped to
+      the main output (last T entries, centre H/W); if it is smaller on any axis a
+      :class:`ModelConfigError` names the block, both shapes and the cause.
+    * ``both`` (the rule of the legacy code before then, under which the refactor-era PC/STN models
+      were trained): both outputs are cropped to their common size on every axis. Whenever the
+      default rule runs, both rules give the same numbers.
+
+    Input ``(B, C_in, T, H, W)``, output ``(B, C_out, T', H', W')``.
     """
 
     def __init__(self, in_channels: int, block_cfg: dict, out_channels: int,
-                 post_add_activation: str | None = None, path: str = "block"):
+                 post_add_activation: str | None = None, path: str = "block",
+                 shortcut_crop: str = "shortcut"):
         super().__init__()
         self.path = path
+        self.shortcut_crop = shortcut_crop
         self.main_block = ConvBlock.from_config(in_channels, out_channels, block_cfg, path,
                                                 ignored=("out_channels", "channel_multiplier"))
         c_out = self.main_block.output_channels
@@ -132,13 +145,18 @@ class ResBlock(nn.Module):
         return ModelConfigError(
             f"{self.path}: ResNet shortcut output (T, H, W) = {short} is smaller than the main block "
             f"output {main}; the shortcut is only ever cropped, never padded (legacy raised 'Target "
-            f"shape ... is larger than tensor shape ...' here). Cause: " + "; ".join(causes))
+            f"shape ... is larger than tensor shape ...' here). Cause: " + "; ".join(causes)
+            + ". Fix the block's padding/strides, or set convnet.params.shortcut_crop: both (crop both "
+              "paths to their common size, the legacy rule before Oct 20, 2025)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main_block(x)
         s = self.shortcut(x)
         if s.shape[2:] != y.shape[2:]:
-            if any(a < b for a, b in zip(s.shape[2:], y.shape[2:])):
+            if self.shortcut_crop == "both":
+                common = tuple(y.shape[:2]) + tuple(min(a, b) for a, b in zip(s.shape[2:], y.shape[2:]))
+                y = crop_to(y, common, self.path)
+            elif any(a < b for a, b in zip(s.shape[2:], y.shape[2:])):
                 raise self._mismatch(y.shape, s.shape)
             s = crop_to(s, y.shape, self.path)
         return self.post_add_activation(y + s)
@@ -175,6 +193,10 @@ class _ConvNetBase(nn.Module):
             stem = ConvBlock.from_config(c, stem_out, stem_cfg, f"{path}.stem_config")
             c = stem.output_channels
         self._post_add = p.get("resnet_post_add_activation")
+        self._shortcut_crop = p.get("shortcut_crop", "shortcut")
+        if self._shortcut_crop not in SHORTCUT_CROPS:
+            raise ModelConfigError(f"{path}.shortcut_crop: expected one of {list(SHORTCUT_CROPS)}, "
+                                   f"got {self._shortcut_crop!r}")
         for i, (ch, cfg) in enumerate(zip(channels, block_configs)):
             layer, c = self._make_layer(c, ch, cfg, f"{path}.block_configs[{i}]")
             self.layers.append(layer)
@@ -204,7 +226,7 @@ class ResNet(_ConvNetBase):
     ``stem.components.*``. Input ``(B, C0, T, H, W)``; output ``(B, output_channels, T', H', W')``."""
 
     def _make_layer(self, c_in, ch, cfg, path):
-        blk = ResBlock(c_in, cfg, ch, self._post_add, path=path)
+        blk = ResBlock(c_in, cfg, ch, self._post_add, path=path, shortcut_crop=self._shortcut_crop)
         return blk, blk.output_channels
 
     def _run_layers(self, x):

@@ -1,86 +1,63 @@
-"""Behaviour modulators: ``concat``, ``film``, ``convgru`` and ``none``.
+"""Behaviour modulators: ``concat``, ``film``, ``convgru``, ``pc``, ``stn`` and ``none``.
 
-Features are ``(B, C, T, H, W)``; behaviour is ``(B, behavior_dim)`` (``convgru`` also accepts
-``(B, L, behavior_dim)`` and averages over L). ``feature_dim`` is injected by the builder (the
-convnet's output channels); the YAML value is ignored. Every modulator exposes
-``output_channels``.
+Every modulator is called as ``modulator(features, behavior)`` with features ``(B, C, T, H, W)`` and
+behaviour ``(B, behavior_dim)`` and exposes ``output_channels`` (the channel count it hands to the
+recurrent stage). ``feature_dim`` (= C) is injected by the builder (the convnet's output channels);
+the YAML value is ignored. ``behavior_dim`` is ``params.behavior_dim``, else ``params.n_vars``,
+else 2 (legacy ``create_modulator``).
+
+=========  ====================================================  ===============================
+type       output                                                channels
+=========  ====================================================  ===============================
+concat     ``cat([x, broadcast(MLP(b))], 1)``                    C + D
+film       ``scale(MLP(b)) * x + shift(MLP(b))``                 C
+stn        ``alpha * warp(x) + (1 - alpha) * x``                 C
+convgru    ConvGRU over T of ``[x, Linear(b)]``, last T index,   hidden_dim (T collapses to 1)
+           1x1 ``output_proj``
+pc         ``[A, A - P]`` or ``A - P``: A = last T index,        2C or C (T collapses to 1)
+           P = ConvGRU prediction from the earlier frames
+=========  ====================================================  ===============================
+
+``pc`` and ``stn`` existed in the refactor era (229991c ... 2521dd0^) only.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .activations import get_activation_layer
+from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
-from .recurrent import ConvGRU
+from .mlp import build_encoder
+from .recurrent import PREDICTOR_VERSIONS, ConvGRU, PredictorConvGRU
 
 
-class MLPBlock(nn.Module):
-    """``Linear (attribute linear) -> act -> [dropout]``, plus the input when ``residual`` and
-    in_dim == out_dim. ``(B, in_dim) -> (B, out_dim)``."""
-
-    def __init__(self, in_dim: int, out_dim: int, activation: str = "gelu", bias: bool = True,
-                 dropout: float = 0.0, residual: bool = True):
-        super().__init__()
-        self.linear = nn.Linear(in_dim, out_dim, bias=bias)
-        self.act = get_activation_layer(activation)
-        self.dropout = nn.Dropout(dropout) if dropout and dropout > 0 else nn.Identity()
-        self.residual = bool(residual) and in_dim == out_dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.dropout(self.act(self.linear(x)))
-        return x + y if self.residual else y
+def _check_features(x: torch.Tensor, feature_dim: int, name: str) -> None:
+    if x.ndim != 5:
+        raise ValueError(f"{name} modulator: expected features (B, C, T, H, W), got {tuple(x.shape)}")
+    if x.shape[1] != feature_dim:
+        raise ValueError(f"{name} modulator: expected {feature_dim} feature channels, "
+                         f"got {x.shape[1]}")
 
 
-class MLP(nn.Module):
-    """``mlp``: hidden MLPBlocks for ``dims[:-1]`` then a plain Linear to ``dims[-1]``.
-
-    Keys ``mlp.{i}.linear.{weight,bias}`` (hidden) and ``mlp.{n}.{weight,bias}`` (last).
-    ``(B, in_dim) -> (B, dims[-1])``."""
-
-    def __init__(self, in_dim: int, dims=(64, 64), activation: str = "gelu", bias: bool = True,
-                 residual: bool = True, dropout: float = 0.0, last_layer_activation: bool = False,
-                 path: str = "encoder_params"):
-        super().__init__()
-        dims = list(dims)
-        if not dims:
-            raise ModelConfigError(f"{path}.dims: must not be empty")
-        layers: list[nn.Module] = []
-        d = in_dim
-        for h in dims[:-1]:
-            layers.append(MLPBlock(d, h, activation, bias, dropout, residual))
-            d = h
-        layers.append(nn.Linear(d, dims[-1], bias=bias))
-        if last_layer_activation:
-            layers.append(get_activation_layer(activation))
-        self.mlp = nn.Sequential(*layers)
-        self.out_dim = dims[-1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(x)
-
-
-def build_encoder(behavior_dim: int, encoder_params: dict | None, path: str) -> MLP:
-    p = dict(encoder_params or {})
-    etype = str(p.pop("type", "mlp")).lower()
-    if etype != "mlp":
-        raise unknown_type(f"{path}.type", etype, ("mlp",))
-    for k in ("norm_type", "norm_params"):
-        if p.get(k) not in (None, "none"):
-            raise ModelConfigError(f"{path}.{k}: MLP norms are not supported by neurotrain")
-        p.pop(k, None)
-    return MLP(behavior_dim, path=path, **p)
+def _check_behavior(b: torch.Tensor, behavior_dim: int, name: str) -> None:
+    if b.ndim != 2 or b.shape[1] != behavior_dim:
+        raise ValueError(f"{name} modulator: expected behaviour (B, {behavior_dim}), "
+                         f"got {tuple(b.shape)}")
 
 
 class ConcatModulator(nn.Module):
-    """``cat([x, broadcast(MLP(beh))], dim=1)``: ``(B, C, T, H, W)`` -> ``(B, C + E, T, H, W)``."""
+    """``cat([x, broadcast(e)], dim=1)``, ``e = encoder(beh)`` ``(B, D)``:
+    ``(B, C, T, H, W) -> (B, C + D, T, H, W)``. Keys ``encoder.mlp.*``."""
 
     def __init__(self, feature_dim: int, behavior_dim: int, encoder_params: dict | None = None,
-                 path: str = "model.modulator.params", **ignored):
+                 path: str = "model.modulator.params"):
         super().__init__()
-        self.encoder = build_encoder(behavior_dim, encoder_params, f"{path}.encoder_params")
-        self.output_channels = feature_dim + self.encoder.out_dim
+        self.feature_dim = int(feature_dim)
+        self.behavior_dim = int(behavior_dim)
+        self.encoder = build_encoder(self.behavior_dim, encoder_params, f"{path}.encoder_params")
+        self.output_channels = self.feature_dim + self.encoder.out_dim
 
     def forward(self, x: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
         e = self.encoder(behavior)
@@ -89,24 +66,27 @@ class ConcatModulator(nn.Module):
 
 
 class FiLMModulator(nn.Module):
-    """``scale(e) * x + shift(e)`` with ``e = MLP(beh)``; channels unchanged.
+    """``scale(e) * x + shift(e)`` with ``e = encoder(beh)``; channels unchanged.
     Init: ``scale_layer`` weight ones / bias 0, ``shift_layer`` all zeros (legacy)."""
 
     def __init__(self, feature_dim: int, behavior_dim: int, encoder_params: dict | None = None,
-                 path: str = "model.modulator.params", **ignored):
+                 path: str = "model.modulator.params"):
         super().__init__()
-        self.encoder = build_encoder(behavior_dim, encoder_params, f"{path}.encoder_params")
+        self.feature_dim = int(feature_dim)
+        self.behavior_dim = int(behavior_dim)
+        self.encoder = build_encoder(self.behavior_dim, encoder_params, f"{path}.encoder_params")
         h = self.encoder.out_dim
-        self.scale_layer = nn.Linear(h, feature_dim)
-        self.shift_layer = nn.Linear(h, feature_dim)
+        self.scale_layer = nn.Linear(h, self.feature_dim)
+        self.shift_layer = nn.Linear(h, self.feature_dim)
         with torch.no_grad():
             self.scale_layer.weight.fill_(1.0)
             self.scale_layer.bias.zero_()
             self.shift_layer.weight.zero_()
             self.shift_layer.bias.zero_()
-        self.output_channels = feature_dim
+        self.output_channels = self.feature_dim
 
     def forward(self, x: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        _check_features(x, self.feature_dim, "film")
         e = self.encoder(behavior)
         extra = [1] * (x.ndim - 2)
         scale = self.scale_layer(e).view(*e.shape[:1], -1, *extra)
@@ -114,45 +94,203 @@ class FiLMModulator(nn.Module):
         return scale * x + shift
 
 
-class ConvGRUModulator(nn.Module):
-    """``beh -> Linear(behavior_dim, beh_emb_dim)`` broadcast and concatenated after the features,
-    a 1-layer ConvGRU (``feature_dim + beh_emb_dim -> hidden_dim``), the output at T index -1, a
-    1x1 Conv2d ``output_proj``: ``(B, C, T, H, W)`` -> ``(B, hidden_dim, 1, H, W)``.
+class SpatialTransformerModulator(nn.Module):
+    """``stn``: a behaviour-driven affine warp of every feature frame, blended per channel.
 
-    NOTE: not verified against a legacy checkpoint (only the broken cones config uses it); the
-    submodule names ``beh_proj`` / ``convgru`` are a best guess."""
+    ``u = encoder(beh)`` ``(B, D)``; ``theta = theta_head(u)`` viewed row-major as ``(B, 2, 3)``
+    (``[[a11, a12, tx], [a21, a22, ty]]``, the same for every T); ``alpha = sigmoid(alpha_head(u))``
+    ``(B, C)``. Each frame ``x[:, :, t]`` is resampled with ``affine_grid``/``grid_sample``
+    (bilinear, zeros padding, ``align_corners=False``): the output at normalised (x, y) reads the
+    input at ``(a11 x + a12 y + tx, a21 x + a22 y + ty)``. Output ``alpha * S + (1 - alpha) * x``,
+    ``(B, C, T, H, W)``.
+
+    Keys ``encoder.mlp.*``, ``theta_head.{weight [6, D], bias [6]}``, ``alpha_head.{weight [C, D],
+    bias [C]}``. Init: theta_head weight 0 and bias ``[1, 0, 0, 0, 1, 0]`` (identity warp);
+    alpha_head all 0 (alpha = 0.5), so the output equals the input at init. Encoder defaults:
+    ``dims [128, 128]``.
+    """
+
+    def __init__(self, feature_dim: int, behavior_dim: int, encoder_params: dict | None = None,
+                 path: str = "model.modulator.params"):
+        super().__init__()
+        self.feature_dim = int(feature_dim)
+        self.behavior_dim = int(behavior_dim)
+        self.encoder = build_encoder(self.behavior_dim, encoder_params, f"{path}.encoder_params",
+                                     default_dim=128)
+        d = self.encoder.out_dim
+        self.theta_head = nn.Linear(d, 6)
+        self.alpha_head = nn.Linear(d, self.feature_dim)
+        with torch.no_grad():
+            self.theta_head.weight.zero_()
+            self.theta_head.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 0.0]))
+            self.alpha_head.weight.zero_()
+            self.alpha_head.bias.zero_()
+        self.output_channels = self.feature_dim
+
+    def forward(self, x: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        _check_features(x, self.feature_dim, "stn")
+        b, c, t, h, w = x.shape
+        u = self.encoder(behavior)
+        theta = self.theta_head(u).view(b, 1, 2, 3).expand(b, t, 2, 3).reshape(b * t, 2, 3)
+        alpha = torch.sigmoid(self.alpha_head(u)).view(b, c, 1, 1, 1)
+        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        grid = F.affine_grid(theta.to(x.dtype), [b * t, c, h, w], align_corners=False)
+        warped = F.grid_sample(frames, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        warped = warped.view(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        return alpha * warped + (1 - alpha) * x
+
+
+class ConvGRUModulator(nn.Module):
+    """``convgru`` (legacy HEAD ``ConvGRUModulator``).
+
+    ``e = beh_emb(beh)`` (``Linear(behavior_dim -> beh_emb_dim)``; 3-D behaviour ``(B, L, D)`` is
+    averaged over L first) is broadcast to ``(B, E, T, H, W)`` and concatenated *after* the features;
+    a 1-layer :class:`~neurotrain.model.recurrent.ConvGRU` (``C + E -> hidden_dim``, from h = 0)
+    runs over T; its state at T index -1 goes through the 1x1 ``output_proj``
+    (``hidden_dim -> hidden_dim``): ``(B, C, T, H, W) -> (B, hidden_dim, 1, H, W)``.
+
+    Keys ``beh_emb.*``, ``gru.cells.0.{update_gate,reset_gate,out_gate}.*``, ``output_proj.*``.
+    The refactor-era options (``use_layer_norm``, ``learnable_h0``, ...) were accepted and ignored by
+    legacy HEAD and are here too.
+    """
 
     def __init__(self, feature_dim: int, behavior_dim: int, beh_emb_dim: int = 16,
                  hidden_dim: int | None = None, kernel_size: int = 3,
-                 path: str = "model.modulator.params", **ignored):
+                 path: str = "model.modulator.params"):
         super().__init__()
-        hidden = int(hidden_dim or feature_dim)
-        self.beh_proj = nn.Linear(behavior_dim, beh_emb_dim)
-        self.convgru = ConvGRU(feature_dim + beh_emb_dim, hidden, kernel_size, 1)
+        self.feature_dim = int(feature_dim)
+        self.behavior_dim = int(behavior_dim)
+        hidden = int(hidden_dim if hidden_dim is not None else feature_dim)
+        self.beh_emb = nn.Linear(self.behavior_dim, int(beh_emb_dim))
+        self.gru = ConvGRU(self.feature_dim + int(beh_emb_dim), hidden, kernel_size, 1, path=path)
         self.output_proj = nn.Conv2d(hidden, hidden, 1)
         self.output_channels = hidden
 
     def forward(self, x: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        _check_features(x, self.feature_dim, "convgru")
         if behavior.ndim == 3:
             behavior = behavior.mean(dim=1)
-        e = self.beh_proj(behavior)
+        e = self.beh_emb(behavior)
         e = e.view(*e.shape, 1, 1, 1).expand(-1, -1, *x.shape[2:])
-        h = self.convgru(torch.cat([x, e.to(x.dtype)], dim=1))
+        h = self.gru(torch.cat([x, e.to(x.dtype)], dim=1))
         return self.output_proj(h[:, :, -1]).unsqueeze(2)
 
 
-MODULATOR_TYPES = {"concat": ConcatModulator, "film": FiLMModulator, "convgru": ConvGRUModulator}
+class PredictiveCodingModulator(nn.Module):
+    """``pc``: predict the last feature frame from the earlier ones plus behaviour.
+
+    With features F ``(B, C, T, H, W)`` (T >= 2) and behaviour b ``(B, behavior_dim)``:
+
+    1. ``e = beh_emb(b)`` ``(B, E)``, broadcast to ``(B, E, T-1, H, W)``;
+    2. ``h = predictor([F[:, :, :T-1], e])`` (channels: features first, then the embedding), the
+       final hidden state of a refactor-era ConvGRU (:class:`PredictorConvGRU`, era chosen by
+       ``predictor_version``: ``late`` (default; 90907ab ... 2521dd0^: learnable ``h0``, GroupNorm
+       on the recurrent term, ``n = tanh(n~ + r*h)``) or ``early`` (229991c ... 90907ab^: h0 = 0, no
+       norm, ``n = tanh(n~)``, reset gate unused));
+    3. ``P = h`` if ``hidden_dim == C`` else ``output_proj(h)`` (1x1 conv ``hidden_dim -> C``);
+    4. ``A = F[:, :, T-1]``; ``Err = A - P`` ``(B, C, H, W)``;
+    5. output ``cat([A, Err], 1)`` (``concat_error``, default) or ``Err``, with a T axis of 1:
+       ``(B, 2C or C, 1, H, W)``.
+
+    In training mode the error is kept (with its graph) for the auxiliary loss; see
+    :meth:`pop_prediction_error`. Eval-mode forwards leave it untouched (as legacy did).
+
+    Keys: ``beh_emb.{weight [E, b], bias [E]}``, ``predictor.cell.conv_x.{weight [3Hd, C+E, k, k],
+    bias [3Hd]}``, ``predictor.cell.conv_h.weight [3Hd, Hd, k, k]``; late era also
+    ``predictor.h0 [1, Hd, 1, 1]`` and ``predictor.cell.layer_norm.{weight,bias} [3Hd]``;
+    ``output_proj.{weight [C, Hd, 1, 1], bias [C]}`` only when ``hidden_dim != C``.
+
+    NOTE ``output_proj``: legacy created it lazily at the first forward, after the optimizer had been
+    built, so it was never trained (and a fresh legacy model lacks its keys). Here it is created
+    eagerly in ``__init__`` and is an ordinary trainable parameter. The shipped config has
+    ``hidden_dim == C``, so it does not arise there.
+    """
+
+    def __init__(self, feature_dim: int, behavior_dim: int, hidden_dim: int | None = None,
+                 beh_emb_dim: int = 16, kernel_size: int = 3, concat_error: bool = True,
+                 predictor_version: str = "late", path: str = "model.modulator.params"):
+        super().__init__()
+        version = PREDICTOR_VERSIONS.get(str(predictor_version).lower())
+        if version is None:
+            raise unknown_type(f"{path}.predictor_version", predictor_version, PREDICTOR_VERSIONS)
+        self.feature_dim = int(feature_dim)
+        self.behavior_dim = int(behavior_dim)
+        self.hidden_dim = int(hidden_dim if hidden_dim is not None else feature_dim)
+        self.beh_emb_dim = int(beh_emb_dim)
+        self.concat_error = bool(concat_error)
+        self.predictor_version = version
+        self.beh_emb = nn.Linear(self.behavior_dim, self.beh_emb_dim)
+        self.predictor = PredictorConvGRU(self.feature_dim + self.beh_emb_dim, self.hidden_dim,
+                                          int(kernel_size), version)
+        if self.hidden_dim != self.feature_dim:
+            self.output_proj = nn.Conv2d(self.hidden_dim, self.feature_dim, 1)
+        else:
+            self.output_proj = None
+        self.output_channels = 2 * self.feature_dim if self.concat_error else self.feature_dim
+        self.pred_err: torch.Tensor | None = None
+
+    def pop_prediction_error(self) -> torch.Tensor | None:
+        """The error ``(B, C, H, W)`` of the most recent training-mode forward (None if there was
+        none since the last call); clears it."""
+        err, self.pred_err = self.pred_err, None
+        return err
+
+    def forward(self, x: torch.Tensor, behavior: torch.Tensor) -> torch.Tensor:
+        _check_features(x, self.feature_dim, "pc")
+        _check_behavior(behavior, self.behavior_dim, "pc")
+        b, c, t, h, w = x.shape
+        if t < 2:
+            raise ValueError(f"pc modulator: need at least 2 time steps to predict the last one, "
+                             f"got T={t}")
+        e = self.beh_emb(behavior).to(x.dtype)
+        e = e.view(b, -1, 1, 1, 1).expand(-1, -1, t - 1, h, w)
+        hidden = self.predictor(torch.cat([x[:, :, : t - 1], e], dim=1))
+        pred = self.output_proj(hidden) if self.output_proj is not None else hidden
+        actual = x[:, :, t - 1]
+        err = actual - pred
+        if self.training:
+            self.pred_err = err
+        out = torch.cat([actual, err], dim=1) if self.concat_error else err
+        return out.unsqueeze(2)
 
 
-def build_modulator(mtype, params: dict, feature_dim: int, path: str = "model.modulator"):
-    """Return the modulator, or None for ``none``."""
+MODULATOR_TYPES = {"concat": ConcatModulator, "film": FiLMModulator, "convgru": ConvGRUModulator,
+                   "pc": PredictiveCodingModulator, "stn": SpatialTransformerModulator}
+
+# Refactor-era ConvGRU options: legacy HEAD's convgru modulator and the pc modulator read none of them.
+_CONVGRU_IGNORED = ("use_layer_norm", "learnable_h0", "use_depthwise", "use_grouped", "num_groups",
+                    "use_residual", "grad_clip_val", "fast_phase")
+_COMMON = ("behavior_dim", "n_vars", "feature_dim")
+# (keys used, keys legacy accepted and ignored) per type
+_MODULATOR_KEYS = {
+    "concat": (_COMMON + ("encoder_params",), ()),
+    "film": (_COMMON + ("encoder_params",), ()),
+    "stn": (_COMMON + ("encoder_params",), ()),
+    "convgru": (_COMMON + ("beh_emb_dim", "hidden_dim", "kernel_size"), _CONVGRU_IGNORED),
+    "pc": (_COMMON + ("beh_emb_dim", "hidden_dim", "kernel_size", "concat_error",
+                      "predictor_version"), _CONVGRU_IGNORED),
+}
+
+
+def build_modulator(mtype, params: dict | None, feature_dim: int, path: str = "model.modulator"):
+    """Return the modulator for ``(B, feature_dim, T, H, W)`` features, or None for ``none``.
+
+    Params per type: see the classes; unknown keys raise :class:`ModelConfigError`."""
     t = str(mtype).lower() if mtype is not None else "none"
     if t == "none":
         return None
     if t not in MODULATOR_TYPES:
         raise unknown_type(f"{path}.type", mtype, list(MODULATOR_TYPES) + ["none"])
-    p = dict(params or {})
-    p["feature_dim"] = feature_dim
-    if "behavior_dim" not in p:
-        raise ModelConfigError(f"{path}.params.behavior_dim: required")
-    return MODULATOR_TYPES[t](path=f"{path}.params", **p)
+    used, ignored = _MODULATOR_KEYS[t]
+    p = check_keys(params, used, f"{path}.params", ignored)
+    n_vars = p.pop("n_vars", None)
+    behavior_dim = p.pop("behavior_dim", n_vars if n_vars is not None else 2)
+    p.pop("feature_dim", None)  # the YAML value is ignored: the convnet's channels are used
+    try:
+        behavior_dim = int(behavior_dim)
+    except (TypeError, ValueError):
+        raise ModelConfigError(f"{path}.params.behavior_dim: expected an int, "
+                               f"got {behavior_dim!r}") from None
+    return MODULATOR_TYPES[t](feature_dim=int(feature_dim), behavior_dim=behavior_dim,
+                              path=f"{path}.params", **p)

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import unknown_type
+from .conv import check_keys
+from .errors import ModelConfigError, unknown_type
 
 
 class DynamicGaussianReadout(nn.Module):
@@ -21,7 +22,7 @@ class DynamicGaussianReadout(nn.Module):
     """
 
     def __init__(self, in_channels: int, n_units: int, bias: bool = True,
-                 initial_std: float = 5.0, initial_mean_scale: float = 0.0, **ignored):
+                 initial_std: float = 5.0, initial_mean_scale: float = 0.0):
         super().__init__()
         self.in_channels = in_channels
         self.n_units = int(n_units)
@@ -63,7 +64,7 @@ class FlattenedLinearReadout(nn.Module):
 
     ``fc.bias`` is also registered as ``bias`` (legacy: both keys are in the state_dict)."""
 
-    def __init__(self, in_channels: int, n_units: int, bias: bool = True, **ignored):
+    def __init__(self, in_channels: int, n_units: int, bias: bool = True):
         super().__init__()
         self.in_channels = in_channels
         self.n_units = int(n_units)
@@ -79,13 +80,21 @@ class FlattenedLinearReadout(nn.Module):
 
 
 READOUT_TYPES = {"gaussian": DynamicGaussianReadout, "linear": FlattenedLinearReadout}
+_READOUT_KEYS = {"gaussian": ("n_units", "bias", "initial_std", "initial_mean_scale"),
+                 "linear": ("n_units", "bias")}
 
 
 def build_readout(rtype, params: dict, in_channels: int, n_units: int,
                   path: str = "model.readout") -> nn.Module:
+    """The readout for ``(B, in_channels, T, H, W)`` input and ``n_units`` neurons.
+
+    ``n_units`` always replaces the YAML value (legacy forced it to the session's cell count).
+    Unknown params raise :class:`ModelConfigError`."""
     t = str(rtype).lower() if rtype is not None else None
     if t not in READOUT_TYPES:
         raise unknown_type(f"{path}.type", rtype, READOUT_TYPES)
-    p = dict(params or {})
-    p["n_units"] = n_units
+    p = check_keys(params, _READOUT_KEYS[t], f"{path}.params")
+    p["n_units"] = int(n_units)
+    if p["n_units"] < 1:
+        raise ModelConfigError(f"{path}.params.n_units: need at least one unit, got {n_units}")
     return READOUT_TYPES[t](in_channels, **p)

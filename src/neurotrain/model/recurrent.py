@@ -1,7 +1,15 @@
-"""Recurrent stage: ``convgru`` (ConvGRU) or ``none``.
+"""Recurrent stage (``recurrent: none | convgru | gru | lstm``) and the refactor-era ConvGRU used by
+the ``pc`` modulator's predictor.
 
-ConvGRU input ``(B, C_in, T, H, W)`` -> output ``(B, hidden_dim, T, H, W)``: the top layer's
-hidden state at every T index, iterating t = 0..T-1 (index 0 = newest lag) from ``h0 = 0``.
+* ``convgru`` (:class:`ConvGRU`): ``(B, C_in, T, H, W) -> (B, hidden_dim, T, H, W)``, the top
+  layer's hidden state at every T index, iterating t = 0..T-1 (index 0 = newest lag) from h = 0.
+  Keys ``cells.{l}.{update_gate,reset_gate,out_gate}.{weight,bias}``.
+* ``gru`` / ``lstm`` (:class:`RecurrentWrapper`): ``(B, C, T, H, W)`` is flattened to
+  ``(B, T, C*H*W)`` (channel-major, then rows, then columns), run through ``nn.GRU`` / ``nn.LSTM``
+  (``batch_first``), and returned as ``(B, hidden_dim, T, 1, 1)``. Keys ``rnn.weight_ih_l0`` etc.
+  Legacy created ``rnn`` lazily at the first forward; here :func:`neurotrain.model.build_model`
+  materializes it from the declared ``input_shape`` (see :meth:`RecurrentWrapper.materialize`).
+* ``none``: identity, no keys.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
 
 
@@ -41,21 +50,42 @@ class ConvGRUCell(nn.Module):
         return (1 - z) * h + z * n
 
 
-class ConvGRU(nn.Module):
-    """Stacked ConvGRU cells (``cells.{l}``); see the module docstring for shapes."""
+def _per_layer(value, n_layers: int, path: str) -> list[int]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n_layers:
+            raise ModelConfigError(f"{path}: {len(value)} values for n_layers={n_layers}")
+        return [int(v) for v in value]
+    return [int(value)] * n_layers
 
-    def __init__(self, input_dim: int, hidden_dim: int = 64, kernel_size: int = 3,
-                 n_layers: int = 1, **ignored):
+
+class ConvGRU(nn.Module):
+    """Stacked ConvGRU cells (``cells.{l}``); see the module docstring for shapes.
+
+    ``kernel_size`` may be one odd int or one per layer."""
+
+    def __init__(self, input_dim: int, hidden_dim: int = 64, kernel_size=3, n_layers: int = 1,
+                 path: str = "model.recurrent.params"):
         super().__init__()
+        if isinstance(hidden_dim, (list, tuple)) or int(hidden_dim) < 1:
+            raise ModelConfigError(f"{path}.hidden_dim: expected a positive int, got {hidden_dim!r} "
+                                   "(legacy reported a list as the readout's channel count)")
         self.hidden_dim = int(hidden_dim)
+        n_layers = int(n_layers)
+        if n_layers < 1:
+            raise ModelConfigError(f"{path}.n_layers: must be >= 1, got {n_layers}")
+        kernels = _per_layer(kernel_size, n_layers, f"{path}.kernel_size")
+        for k in kernels:
+            if k % 2 != 1:
+                raise ModelConfigError(f"{path}.kernel_size: must be odd (legacy asserted it), got {k}")
         self.cells = nn.ModuleList()
-        d = input_dim
-        for _ in range(int(n_layers)):
-            self.cells.append(ConvGRUCell(d, self.hidden_dim, int(kernel_size)))
+        d = int(input_dim)
+        for k in kernels:
+            self.cells.append(ConvGRUCell(d, self.hidden_dim, k))
             d = self.hidden_dim
         self.output_channels = self.hidden_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C_in, T, H, W) -> (B, hidden_dim, T, H, W)``."""
         seq = x.unbind(dim=2)
         for cell in self.cells:
             b, _, h, w = seq[0].shape
@@ -68,6 +98,109 @@ class ConvGRU(nn.Module):
         return torch.stack(seq, dim=2)
 
 
+# --------------------------------------------------------------------------------------------
+# Refactor-era ConvGRU (the ``pc`` predictor; the ``recurrent``/``convgru``-modulator one of that era
+# had the same layout). Two eras, selected by ``version``:
+#   "early"  (229991c ... 90907ab^): h starts at 0; g = conv_x(x) + conv_h(h); n = tanh(n~)
+#            (the reset gate is computed but unused);
+#   "late"   (90907ab ... 2521dd0^): h starts at the learnable ``h0``; g = conv_x(x) + GN(conv_h(h))
+#            with GroupNorm(min(32, Hd) groups, 3*Hd channels, eps 1e-5); n = tanh(n~ + r*h).
+# --------------------------------------------------------------------------------------------
+
+PREDICTOR_VERSIONS = {"early": "early", "229991c": "early", "late": "late", "90907ab": "late"}
+
+
+class PredictorCell(nn.Module):
+    """``conv_x`` (``C_in -> 3*Hd``, bias), ``conv_h`` (``Hd -> 3*Hd``, no bias, orthogonal init),
+    and in the late era ``layer_norm`` (GroupNorm on the 3*Hd recurrent channels).
+
+    :meth:`forward` takes the precomputed ``conv_x(x_t)`` ``(B, 3*Hd, H, W)`` and h ``(B, Hd, H, W)``.
+    """
+
+    def __init__(self, in_channels: int, hidden: int, kernel_size: int, version: str):
+        super().__init__()
+        pad = kernel_size // 2
+        self.version = version
+        self.conv_x = nn.Conv2d(in_channels, 3 * hidden, kernel_size, padding=pad, bias=True)
+        self.conv_h = nn.Conv2d(hidden, 3 * hidden, kernel_size, padding=pad, bias=False)
+        nn.init.kaiming_uniform_(self.conv_x.weight, a=5 ** 0.5)
+        nn.init.orthogonal_(self.conv_h.weight)
+        if version == "late":
+            self.layer_norm = nn.GroupNorm(min(32, hidden), 3 * hidden, eps=1e-5, affine=True)
+
+    def forward(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        rec = self.conv_h(h)
+        if self.version == "late":
+            rec = self.layer_norm(rec)
+        zt, rt, nt = (x_proj + rec).chunk(3, dim=1)
+        z = torch.sigmoid(zt)
+        if self.version == "late":
+            n = torch.tanh(nt + torch.sigmoid(rt) * h)
+        else:
+            n = torch.tanh(nt)
+        return (1 - z) * h + z * n
+
+
+class PredictorConvGRU(nn.Module):
+    """Refactor-era ConvGRU returning the final hidden state: ``(B, C_in, T, H, W) -> (B, Hd, H, W)``.
+
+    Keys ``cell.conv_x.{weight,bias}``, ``cell.conv_h.weight``; late era also ``h0`` ``[1, Hd, 1, 1]``
+    (zeros) and ``cell.layer_norm.{weight,bias}`` ``[3*Hd]``."""
+
+    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, version: str = "late"):
+        super().__init__()
+        if version not in ("early", "late"):
+            raise ValueError(f"version must be 'early' or 'late', got {version!r}")
+        self.hidden = int(hidden)
+        self.version = version
+        self.cell = PredictorCell(int(in_channels), self.hidden, int(kernel_size), version)
+        if version == "late":
+            self.h0 = nn.Parameter(torch.zeros(1, self.hidden, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, hh, ww = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, hh, ww)
+        proj = self.cell.conv_x(frames).view(b, t, 3 * self.hidden, hh, ww)
+        if self.version == "late":
+            h = self.h0.expand(b, self.hidden, hh, ww)
+        else:
+            h = x.new_zeros(b, self.hidden, hh, ww)
+        for i in range(t):
+            h = self.cell(proj[:, i], h)
+        return h
+
+
+class RecurrentWrapper(nn.Module):
+    """``gru`` / ``lstm``: ``(B, C, T, H, W) -> (B, hidden_dim, T, 1, 1)`` (module docstring).
+
+    ``rnn`` is None until :meth:`materialize` is called with ``C*H*W`` (``build_model`` does this from
+    ``input_shape``); extra ``nn.GRU``/``nn.LSTM`` arguments: ``num_layers``, ``bias``, ``dropout``.
+    """
+
+    def __init__(self, rnn_type: str, hidden_dim: int, input_channels: int, **rnn_kwargs):
+        super().__init__()
+        self.rnn_type = rnn_type
+        self.hidden_size = int(hidden_dim)
+        self.input_channels = int(input_channels)
+        self.output_channels = self.hidden_size
+        self.rnn_kwargs = dict(rnn_kwargs)
+        self.rnn: nn.Module | None = None
+
+    def materialize(self, input_size: int) -> None:
+        """Create ``rnn`` for flattened frames of ``input_size`` (= C*H*W) features."""
+        cls = nn.GRU if self.rnn_type == "gru" else nn.LSTM
+        self.rnn = cls(int(input_size), self.hidden_size, batch_first=True, **self.rnn_kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rnn is None:
+            raise RuntimeError(f"recurrent '{self.rnn_type}' was built without its input size; "
+                               "pass input_shape=(C, L, H, W) to build_model")
+        b, c, t, h, w = x.shape
+        seq = x.permute(0, 2, 1, 3, 4).reshape(b, t, c * h * w)
+        out, _ = self.rnn(seq)
+        return out.permute(0, 2, 1).reshape(b, self.hidden_size, t, 1, 1)
+
+
 class IdentityRecurrent(nn.Identity):
     """``recurrent: none``; channels pass through, no state_dict keys."""
 
@@ -76,16 +209,35 @@ class IdentityRecurrent(nn.Identity):
         self.output_channels = channels
 
 
-RECURRENT_TYPES = ("none", "convgru")
+RECURRENT_TYPES = ("none", "convgru", "gru", "lstm")
+_RNN_KEYS = ("hidden_dim", "num_layers", "bias", "dropout")
+_RNN_REJECT = {
+    "bidirectional": "the legacy readout was built for hidden_dim channels, not 2*hidden_dim",
+    "proj_size": "the legacy readout was built for hidden_dim channels, not proj_size",
+    "n_layers": "legacy passed it to nn.GRU/nn.LSTM, which rejects it; use num_layers",
+}
 
 
 def build_recurrent(rtype, params: dict, in_channels: int, path: str = "model.recurrent"):
+    """The recurrent stage for ``(B, in_channels, T, H, W)`` input (see the module docstring).
+
+    ``convgru`` params: ``hidden_dim`` (64), ``kernel_size`` (3), ``n_layers`` (1). ``gru``/``lstm``:
+    ``hidden_dim`` (64), ``num_layers``, ``bias``, ``dropout``; ``kernel_size`` is accepted and
+    ignored (legacy's factory consumed it)."""
     t = str(rtype).lower() if rtype is not None else "none"
+    ppath = f"{path}.params"
     if t == "none":
+        check_keys(params, (), ppath, ("hidden_dim", "kernel_size", "n_layers", "num_layers"),
+                   hint="recurrent 'none' takes no params")
         return IdentityRecurrent(in_channels)
     if t == "convgru":
-        return ConvGRU(in_channels, **dict(params or {}))
+        p = check_keys(params, ("hidden_dim", "kernel_size", "n_layers"), ppath)
+        return ConvGRU(in_channels, path=ppath, **p)
     if t in ("gru", "lstm"):
-        raise ModelConfigError(f"{path}.type: {t!r} is not supported (legacy creates its weights "
-                               "lazily, so its checkpoints cannot be restored)")
+        for key, why in _RNN_REJECT.items():
+            if key in (params or {}):
+                raise ModelConfigError(f"{ppath}.{key}: not supported ({why})")
+        p = check_keys(params, _RNN_KEYS, ppath, ("kernel_size",))
+        hidden = p.pop("hidden_dim", 64)
+        return RecurrentWrapper(t, hidden, in_channels, **p)
     raise unknown_type(f"{path}.type", rtype, RECURRENT_TYPES)
