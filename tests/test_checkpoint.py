@@ -84,3 +84,17 @@ def test_latest_state_skips_incomplete_folders(tmp_path):
     assert mgr.latest() == root / "step_00000010"
     (root / "LATEST").write_text("step_00000020\n")  # pointer to an incomplete state is not trusted
     assert mgr.latest() == root / "step_00000010"
+
+
+def test_a_gru_core_sized_from_the_input_round_trips(tmp_path):
+    """gru/lstm cores are sized from the input shape, which the session registry carries."""
+    cfg = dict(CONFIG, recurrent={"type": "gru", "params": {"hidden_dim": 6}})
+    sessions = [dict(s, input_shape=[1, 14, 24, 24]) for s in SESSIONS]
+    torch.manual_seed(0)
+    m = build_model(cfg, [3, 4], input_shape=(1, 14, 24, 24)).eval()
+    save_portable(m, tmp_path / "g", model_config=cfg, sessions=sessions)
+    m2, _ = load_portable(tmp_path / "g")
+    x, beh = torch.randn(2, 1, 14, 24, 24), torch.randn(2, 2)
+    with torch.no_grad():
+        assert torch.equal(m(x, 0, beh), m2.eval()(x, 0, beh))
+    assert m2.recurrent.rnn.weight_ih_l0.shape[0] == 3 * 6

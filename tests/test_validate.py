@@ -63,7 +63,7 @@ def _canonical():
         (lambda c: c["frontend"]["params"].update(num_chanels=4), "model.frontend.params.num_chanels"),
         (lambda c: c["convnet"].update(type="resnett"), "model.convnet.type"),
         (lambda c: c["readout"]["params"].update(initial_stdd=1.0), "model.readout.params.initial_stdd"),
-        (lambda c: c["modulator"]["params"]["encoder_params"].update(dimz=[4]),
+        (lambda c: c["modulator"]["params"].update(encoder_params={"dimz": [4]}),
          "model.modulator.params.encoder_params.dimz"),
         (lambda c: c["regularization"][1]["schedule"].update(kind="linar_decay"), "regularization[1].schedule.kind"),
         (lambda c: c["convnet"]["params"]["block_configs"][0]["conv_params"].update(kernel_size=[3, 60, 60]),

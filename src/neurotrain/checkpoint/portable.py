@@ -99,8 +99,10 @@ def load_portable(folder: str | Path, map_location: str | torch.device = "cpu"):
         state = load_file(str(weights), device=str(map_location))
     except Exception as err:  # safetensors raises its own error types for corrupt headers
         raise CheckpointError(weights, "<safetensors>", f"corrupt weights file: {err}") from None
+    shape = meta["sessions"][0].get("input_shape")  # (C, L, H, W): gru/lstm cores are sized from it
     model = build_model(meta["model_config"], [int(s["n_neurons"]) for s in meta["sessions"]],
-                        [s.get("overrides") for s in meta["sessions"]])
+                        [s.get("overrides") for s in meta["sessions"]],
+                        input_shape=tuple(shape) if shape else None)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(weights, (missing or unexpected)[0],

@@ -109,11 +109,6 @@ def validate_model_config(model_cfg: dict, model_yaml: Path, input_shape, use_be
 
     try:
         model = build_model(model_cfg, [n_neurons], input_shape=tuple(input_shape))
-    except TypeError:  # a build_model without input_shape support
-        try:
-            model = build_model(model_cfg, [n_neurons])
-        except ModelConfigError as err:
-            raise fail(err) from None
     except ModelConfigError as err:
         raise fail(err) from None
     mod = getattr(model, "modulator", None)

@@ -293,7 +293,8 @@ def train(recipe: Recipe) -> dict:
     data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
     check_data_fits_model(model_config, data, model_file)
     try:
-        model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry])
+        model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry],
+                            input_shape=tuple(data.registry[0]["input_shape"]))
         # Bound to the unwrapped model's parameters (names without a prefix); prepare() keeps them.
         regs = Regularizers.build(reg_specs, model)
     except ModelConfigError as err:
