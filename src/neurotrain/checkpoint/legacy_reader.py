@@ -39,6 +39,14 @@ class HostileCheckpointError(CheckpointError):
     """The checkpoint's pickle names a global outside the allow-list; nothing from it was run."""
 
 
+class _Malformed(Exception):
+    """Raised inside the unpickler; re-raised by :func:`read_checkpoint` with the file named."""
+
+    def __init__(self, key: str, message: str, hostile: bool = False):
+        super().__init__(message)
+        self.key, self.hostile = key, hostile
+
+
 class _StorageType:
     """Stands in for ``torch.<X>Storage`` in persistent ids: only carries the dtype."""
 
@@ -48,35 +56,35 @@ class _StorageType:
 
 def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     if not isinstance(storage, torch.Tensor):
-        raise HostileCheckpointError("a tensor is rebuilt from something that is not a storage")
+        raise _Malformed("data.pkl", "a tensor is rebuilt from something that is not a storage", hostile=True)
     if backward_hooks:
-        raise HostileCheckpointError("a tensor carries backward hooks")
+        raise _Malformed("data.pkl", "a tensor carries backward hooks", hostile=True)
     size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
     if len(size) != len(stride) or any(s < 0 for s in size) or any(s < 0 for s in stride) or storage_offset < 0:
-        raise CheckpointError(f"malformed tensor (size {size}, stride {stride}, offset {storage_offset})")
+        raise _Malformed("data.pkl", f"malformed tensor (size {size}, stride {stride}, offset {storage_offset})")
     if math.prod(size) > 0:
         last = int(storage_offset) + sum((n - 1) * st for n, st in zip(size, stride))
         if last >= storage.numel():
-            raise CheckpointError(f"tensor of size {size} reaches past its storage of {storage.numel()} elements")
+            raise _Malformed("data.pkl", f"a tensor of size {size} reaches past its storage of {storage.numel()} elements")
     return storage.as_strided(size, stride, int(storage_offset))
 
 
 def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, *rest):
     if backward_hooks:
-        raise HostileCheckpointError("a parameter carries backward hooks")
+        raise _Malformed("data.pkl", "a parameter carries backward hooks", hostile=True)
     return data
 
 
 def _numpy_scalar(dtype, data=None):
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, bytes):
-        raise HostileCheckpointError("a numpy scalar of an object dtype")
+        raise _Malformed("data.pkl", "a numpy scalar of an object dtype", hostile=True)
     return np.frombuffer(data, dtype=dtype, count=1)[0].item()
 
 
 def _numpy_dtype(name, align=False, copy=False):
     dt = np.dtype(name)
     if dt.hasobject:
-        raise HostileCheckpointError(f"numpy dtype {name!r} holds Python objects")
+        raise _Malformed("data.pkl", f"numpy dtype {name!r} holds Python objects", hostile=True)
     return dt
 
 
@@ -120,24 +128,25 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:
-            raise HostileCheckpointError(
-                f"{self._path}: refused: its pickle names {module}.{name}, which is not on the allow-list of "
+            raise _Malformed(
+                "data.pkl", f"refused: its pickle names {module}.{name}, which is not on the allow-list of "
                 "what a legacy checkpoint contains (tensors, OrderedDict, plain values); nothing from the file "
-                "was run. If you trust the file, re-save it as plain tensors (e.g. in a safe environment).") from None
+                "was run. If you trust the file, re-save it as plain tensors in a safe environment.",
+                hostile=True) from None
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise HostileCheckpointError(f"{self._path}: refused: unexpected persistent id {pid!r:.80}")
+            raise _Malformed("data.pkl", f"refused: unexpected persistent id {str(pid)[:80]}", hostile=True)
         _, stype, key, _location, numel = pid
         key = str(key)
         if key not in self._storages:
             member = f"{self._root}/data/{key}"
             if not key.isalnum() or member not in self._zf.namelist():
-                raise CheckpointError(f"{self._path}: storage {key!r} is missing from the archive")
+                raise _Malformed(f"data/{key[:40]}", "storage missing from the archive")
             raw = bytearray(self._zf.read(member))
             itemsize = torch.empty((), dtype=stype.dtype).element_size()
             if len(raw) < int(numel) * itemsize:
-                raise CheckpointError(f"{self._path}: storage {key!r} is truncated")
+                raise _Malformed(f"data/{key}", "storage truncated")
             self._storages[key] = torch.frombuffer(raw, dtype=stype.dtype, count=len(raw) // itemsize) if raw \
                 else torch.empty(0, dtype=stype.dtype)
         return self._storages[key]
@@ -152,27 +161,28 @@ def read_checkpoint(path: str | Path) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        raise CheckpointError(path, "<file>", "checkpoint file not found")
     if not zipfile.is_zipfile(path):
-        raise CheckpointError(f"{path}: not a torch zip checkpoint (files saved with torch < 1.6 or "
+        raise CheckpointError(path, "<file>", "not a torch zip checkpoint (files saved with torch < 1.6 or "
                               "_use_new_zipfile_serialization=False are not supported; re-save with torch.save)")
     with zipfile.ZipFile(path) as zf:
         pkls = [n for n in zf.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
-            raise CheckpointError(f"{path}: expected one <root>/data.pkl in the archive, found {len(pkls)}")
+            raise CheckpointError(path, "data.pkl", f"expected one <root>/data.pkl in the archive, found {len(pkls)}")
         root = pkls[0].split("/")[0]
         info = zf.getinfo(pkls[0])
         if info.file_size > MAX_PICKLE_BYTES:
-            raise CheckpointError(f"{path}: data.pkl is {info.file_size} bytes, more than a checkpoint's metadata")
+            raise CheckpointError(path, "data.pkl", f"{info.file_size} bytes, more than a checkpoint's metadata")
         order = (zf.read(f"{root}/byteorder").decode().strip() if f"{root}/byteorder" in zf.namelist() else "little")
         if order != "little":
-            raise CheckpointError(f"{path}: big-endian checkpoints are not supported")
+            raise CheckpointError(path, "byteorder", "big-endian checkpoints are not supported")
         try:
             obj = _RestrictedUnpickler(zf.read(pkls[0]), zf, root, path).load()
-        except (HostileCheckpointError, CheckpointError):
-            raise
+        except _Malformed as err:
+            cls = HostileCheckpointError if err.hostile else CheckpointError
+            raise cls(path, err.key, str(err)) from None
         except Exception as err:  # noqa: BLE001 - a malformed pickle of any kind
-            raise CheckpointError(f"{path}: cannot read the checkpoint's pickle ({type(err).__name__}: {err})") from None
+            raise CheckpointError(path, "data.pkl", f"cannot read the pickle ({type(err).__name__}: {err})") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: the checkpoint is a {type(obj).__name__}, not a dict")
+        raise CheckpointError(path, "data.pkl", f"the checkpoint is a {type(obj).__name__}, not a dict")
     return obj
