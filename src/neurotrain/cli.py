@@ -3,6 +3,12 @@
 Also runs under Accelerate: ``accelerate launch [--config_file F] -m neurotrain train RECIPE.yaml``.
 A bad recipe stops before any training with one line naming the file and the key (exit code 2).
 
+VisionCore's training command lines run too: ``neurotrain train --model_config M --dataset_configs_path P
+--store_dir S [--flag VALUE ...]`` takes every flag of ``train_ddp_multidataset.py`` and
+``train_multidataset.py`` (``--legacy-script ddp|single`` picks whose defaults) and translates them into
+a recipe; ``--legacy-to-recipe OUT.yaml`` writes that recipe and exits (see
+:mod:`neurotrain.config.legacy_cli`).
+
 Ingestion (see :mod:`neurotrain.data.ingest`) writes session folders under OUT_DIR::
 
     neurotrain ingest npz FILE.npz OUT_DIR [--name N] [--subject S] [--sampling-rate R] [--response-type T]
@@ -64,7 +70,13 @@ def _ingest(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a multi-session model from a recipe")
+    from neurotrain.config.legacy_cli import help_text as legacy_help
+
+    p = sub.add_parser("train", help="train a multi-session model from a recipe (or from VisionCore flags)",
+                       usage="neurotrain train RECIPE.yaml [key=value ...]\n"
+                             "       neurotrain train --model_config M --dataset_configs_path P [--legacy flags] "
+                             "[key=value ...]",
+                       epilog=legacy_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", help="recipe YAML (see recipes/)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=1e-3 data.batch_size=32")
     p.set_defaults(func=_train)
@@ -103,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     # Legacy-compatibility aliases warn with DeprecationWarning: show them to command-line users.
     warnings.filterwarnings("default", category=DeprecationWarning, module=r"neurotrain\.")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
+        from neurotrain.config.legacy_cli import is_legacy, main as legacy_main
+
+        if is_legacy(argv[1:]):  # `neurotrain train --model_config ...`: a VisionCore command line
+            return legacy_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

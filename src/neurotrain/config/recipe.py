@@ -77,9 +77,21 @@ class DataConfig:
     batch_size: int = 64
     val_batch_size: Optional[int] = None
     num_workers: int = 0
+    # Fraction of each session's validation batches evaluated at every validation, in (0, 1]
+    # (legacy --limit_val_batches, Lightning's float form; the canonical run used 0.2). The loop should
+    # take the first ceil(fraction * n) batches of each session's (fixed-order) validation split, so that
+    # every validation sees the same subset and scores stay comparable across epochs. 1.0 = everything.
+    limit_val_batches: float = 1.0
+    # Session folders that only shape the split, as if they were in the run: every stimulus in their
+    # validation split leaves this run's training splits. They are neither trained nor validated on.
+    # A core pretrained with the sessions it will later be fine-tuned on listed here never trains on
+    # the images those sessions are validated on (examples/finetune_v4.py).
+    holdout_sessions: list[str] = field(default_factory=list)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self, file, prefix):
+        if not 0.0 < self.limit_val_batches <= 1.0:
+            raise ConfigError(file, f"{prefix}.limit_val_batches", f"must be in (0, 1], got {self.limit_val_batches}")
         if isinstance(self.lags, int) and self.lags < 1:
             raise ConfigError(file, f"{prefix}.lags", f"must be >= 1, got {self.lags}")
         if isinstance(self.lags, list) and (not self.lags or min(self.lags) < 0):
@@ -108,10 +120,30 @@ class ModelConfig:
 
     config: str = "models/demo_twin.yaml"
     input_shape: Optional[list[int]] = None
+    # Start some components from another trained model (legacy --pretrained_checkpoint): a neurotrain
+    # portable checkpoint folder or a legacy Lightning .ckpt. null = train from scratch.
+    # The components named in `pretrained_components` are copied in before training (shared ones whole
+    # and strictly, per-session ones -- adapters, readouts -- by session name); legacy VisionCore meant
+    # to do this but loaded nothing (its keys kept the `model.` prefix) while printing "Loaded".
+    pretrained: Optional[str] = None
+    # Component names: frontend, convnet, modulator, recurrent, adapters, readouts (and the aliases
+    # `core`, `vision` = adapters + frontend + convnet). The default is the legacy set.
+    pretrained_components: list[str] = field(default_factory=lambda: ["adapters", "frontend", "convnet"])
+    # Components kept fixed during training (requires_grad False, held in eval mode); legacy
+    # --freeze_vision = [adapters, frontend, convnet]. [] = everything trains.
+    freeze: list[str] = field(default_factory=list)
+    # {component: epoch}: a frozen component starts training at that epoch (0-based). {} = never.
+    unfreeze_at: dict = field(default_factory=dict)
 
     def check(self, file, prefix):
         if self.input_shape is not None and (len(self.input_shape) != 4 or min(self.input_shape) < 1):
             raise ConfigError(file, f"{prefix}.input_shape", f"expected [C, L, H, W] of positive ints, got {self.input_shape}")
+        for i, name in enumerate(self.pretrained_components):
+            if not isinstance(name, str) or not name:
+                raise ConfigError(file, f"{prefix}.pretrained_components[{i}]", f"expected a component name, got {name!r}")
+        for comp, epoch in self.unfreeze_at.items():
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+                raise ConfigError(file, f"{prefix}.unfreeze_at.{comp}", f"expected an epoch (int >= 0), got {epoch!r}")
 
 
 @dataclass
@@ -123,13 +155,42 @@ class TrainConfig:
     weight_decay: float = 1e-5
     gradient_clip_val: Optional[float] = 10.0
     accumulate_grad_batches: int = 1
-    lr_scheduler: Literal["none", "cosine_warmup"] = "cosine_warmup"
+    # Learning-rate schedule (legacy --lr_scheduler; VisionCore stepped every schedule per epoch,
+    # neurotrain's cosine_warmup steps per optimizer step). Epoch counts below are in epochs of
+    # `steps_per_epoch` optimizer steps; E = max_epochs, W = warmup_epochs.
+    # * none: constant lr.
+    # * cosine_warmup: linear warmup over W epochs (starting above 0), then cosine to 0 at epoch E.
+    # * step: lr halves every 30 epochs (legacy StepLR(step_size=30, gamma=0.5)).
+    # * plateau: lr halves when val_loss has not improved for 3 validations (legacy
+    #   ReduceLROnPlateau(mode=min, factor=0.5, patience=3)); stepped after each validation.
+    # * cosine: cosine from lr to 0 over E epochs, no warmup (legacy CosineAnnealingLR(T_max=E)).
+    # * cosine_warmup_restart: the same warmup, then cosine cycles of `restart_period` epochs, each
+    #   restarting at lr (legacy LinearWarmupCosineAnnealingWarmRestartsLR; period (E - W) // 2 if null).
+    lr_scheduler: Literal["none", "step", "plateau", "cosine", "cosine_warmup", "cosine_warmup_restart"] = "cosine_warmup"
     warmup_epochs: float = 1.0
-    # null = whatever `accelerate launch` / its config file says (default: no mixed precision)
+    # Epochs per cosine cycle of cosine_warmup_restart (legacy --restart_period); null = (E - W) // 2.
+    restart_period: Optional[float] = None
+    # null = whatever `accelerate launch` / its config file says (default: no mixed precision).
+    # Legacy --precision: 16 / 16-mixed -> fp16, bf16 / bf16-mixed -> bf16, 32 -> no.
     mixed_precision: Optional[Literal["no", "bf16", "fp16"]] = None
     # Stop after this many optimizer steps, saving a resumable state (the LR schedule still spans
     # max_epochs, so a stopped run resumed later is identical to one that never stopped).
     max_steps: Optional[int] = None
+    # Early stopping on checkpoint.monitor (higher is better; legacy: val_bps_overall, mode max, checked
+    # after each validation): stop when the monitored value has not improved by more than
+    # `early_stopping_min_delta` for `early_stopping_patience` validations in a row. null = never stop
+    # early (legacy DDP script default; the single-GPU script always stopped early, patience 10).
+    early_stopping_patience: Optional[int] = None
+    early_stopping_min_delta: float = 0.0
+    # Wall-clock budget for the whole run, in minutes (legacy --time_budget_minutes): the loop measures
+    # the time of an epoch early on and lowers the number of epochs so that the run ends within the
+    # budget (legacy: timed train batches 5..24 of epoch 0, then max_epochs = epoch + 1 +
+    # max(1, remaining // epoch time), and the schedule's max_epochs followed; its restart period did
+    # not). The LR schedule should span the lowered epoch count. null = no budget.
+    time_budget_minutes: Optional[float] = None
+    # torch.compile the model's core forward (legacy --compile: inductor, fullgraph, dynamic=False, on
+    # the core only, so parameter names and checkpoints are unchanged). false = eager.
+    compile: bool = False
 
     def check(self, file, prefix):
         if self.max_epochs < 1:
@@ -140,6 +201,16 @@ class TrainConfig:
             raise ConfigError(file, f"{prefix}.lr", "must be > 0")
         if self.warmup_epochs < 0:
             raise ConfigError(file, f"{prefix}.warmup_epochs", "must be >= 0")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(file, f"{prefix}.steps_per_epoch", f"must be >= 1 (or null), got {self.steps_per_epoch}")
+        if self.restart_period is not None and self.restart_period <= 0:
+            raise ConfigError(file, f"{prefix}.restart_period", f"must be > 0 (or null), got {self.restart_period}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
+            raise ConfigError(file, f"{prefix}.early_stopping_patience", "must be >= 0 (or null = off)")
+        if self.early_stopping_min_delta < 0:
+            raise ConfigError(file, f"{prefix}.early_stopping_min_delta", "must be >= 0")
+        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
+            raise ConfigError(file, f"{prefix}.time_budget_minutes", "must be > 0 (or null = no budget)")
 
 
 @dataclass
@@ -149,6 +220,11 @@ class CheckpointConfig:
     monitor: str = "val_bps_overall"
     every_n_steps: int = 0
     keep_last_states: int = 2
+    # "auto": continue from output_dir/state/LATEST when there is one, else start fresh; "never" (or
+    # ""): always start fresh; a state folder (output_dir/state/step_N): continue from it; a legacy
+    # Lightning .ckpt file (legacy --ckpt_path): continue that VisionCore run -- its weights, AdamW
+    # moments, epoch and step, keeping its trained readout biases -- unless output_dir already has a
+    # state of its own, which then wins (so a preempted continuation resumes where it stopped).
     resume: str = "auto"
 
     def check(self, file, prefix):
@@ -165,6 +241,26 @@ class LoggingConfig:
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     progress_bar: bool = True
     log_every_n_steps: int = 10
+    # The W&B run name (legacy --experiment_name); null = the name of output_dir's folder.
+    run_name: Optional[str] = None
+    # Periodic model pictures and evaluations (legacy --enable_logging and ModelLoggingCallback, main
+    # process, at the end of a training epoch): every `fast_log_interval` epochs the frontend temporal
+    # kernels, the stem/layer kernel grids and readout 0's features and spatial masks; every
+    # `slow_log_interval` epochs an evaluation of session `log_dataset_idx` (0-based index into the
+    # data's sessions; legacy: bits/spike, CCnorm of the PSTH, saccade-triggered responses, STAs).
+    # Logged to W&B when it is on, and written under output_dir/model_logs otherwise. false = off.
+    model_logging: bool = False
+    fast_log_interval: int = 5
+    slow_log_interval: int = 10
+    log_dataset_idx: int = 7
+
+    def check(self, file, prefix):
+        if self.fast_log_interval < 1:
+            raise ConfigError(file, f"{prefix}.fast_log_interval", "must be >= 1")
+        if self.slow_log_interval < 1:
+            raise ConfigError(file, f"{prefix}.slow_log_interval", "must be >= 1")
+        if self.log_dataset_idx < 0:
+            raise ConfigError(file, f"{prefix}.log_dataset_idx", "must be >= 0")
 
 
 @dataclass
@@ -259,6 +355,10 @@ def check_files(recipe: Recipe) -> None:
         p = recipe.resolve(s)
         if not p.is_dir():
             raise ConfigError(recipe.source, f"data.sessions[{i}]", f"session folder not found: {p}")
+    for i, s in enumerate(recipe.data.holdout_sessions or []):
+        p = recipe.resolve(s)
+        if not p.is_dir():
+            raise ConfigError(recipe.source, f"data.holdout_sessions[{i}]", f"session folder not found: {p}")
     imp = recipe.data.importer
     if imp is not None:
         from neurotrain.data.build import IMPORTERS
@@ -279,6 +379,12 @@ def check_files(recipe: Recipe) -> None:
             raise ConfigError(recipe.source, "data.legacy_config", f"legacy dataset YAML not found: {p}")
         if recipe.data.store_dir and not recipe.resolve(recipe.data.store_dir).is_dir():
             raise ConfigError(recipe.source, "data.store_dir", f"folder not found: {recipe.resolve(recipe.data.store_dir)}")
+    if recipe.model.pretrained and not recipe.resolve(recipe.model.pretrained).exists():
+        raise ConfigError(recipe.source, "model.pretrained", f"pretrained model not found: {recipe.resolve(recipe.model.pretrained)}")
+    resume = recipe.checkpoint.resume
+    if resume not in ("auto", "never", "") and not recipe.resolve(resume).exists():
+        raise ConfigError(recipe.source, "checkpoint.resume", "expected auto, never, a state folder or a legacy "
+                          f".ckpt file; not found: {recipe.resolve(resume)}")
 
 
 def load_model_yaml(recipe: Recipe) -> dict:
