@@ -292,12 +292,17 @@ class Regularizer:
     def lambda_at(self, epoch: int) -> float:
         return self.spec.lambda_at(epoch)
 
+    def active(self) -> list[torch.nn.Parameter]:
+        """The bound parameters that are trainable now (a frozen one is neither penalised nor clamped)."""
+        return [p for p in self.params if p.requires_grad]
+
     def penalty(self, epoch: int) -> torch.Tensor | None:
         """The loss term at ``epoch`` (a scalar with a graph), or None when it does not apply."""
         lam = self.lambda_at(epoch)
-        if self.type not in LOSS_TYPES or lam == 0.0 or not self.params:
+        params = self.active()
+        if self.type not in LOSS_TYPES or lam == 0.0 or not params:
             return None
-        return lam * torch.stack([penalty_of(self.type, p) for p in self.params]).sum()
+        return lam * torch.stack([penalty_of(self.type, p) for p in params]).sum()
 
     @torch.no_grad()
     def prox(self, epoch: int, optimizer=None) -> None:
@@ -306,18 +311,18 @@ class Regularizer:
         if self.type not in PROX_TYPES or lam == 0.0:
             return
         if self.type == "proximal_clamp":
-            for p in self.params:
+            for p in self.active():
                 p.clamp_(-lam, lam)
         elif self.type == "proximal_clamp_positive":
-            for p in self.params:
+            for p in self.active():
                 p.clamp_(0.0, lam)
         elif self.type == "proximal_clamp_min":
-            for p in self.params:
+            for p in self.active():
                 p.clamp_(min=lam)
         else:  # proximal_l1
             opt = getattr(optimizer, "optimizer", optimizer)  # an Accelerate wrapper
             groups = {} if opt is None else {id(q): g for g in opt.param_groups for q in g["params"]}
-            for p in self.params:
+            for p in self.active():
                 group = groups.get(id(p))
                 if group is None:
                     continue  # not optimised: no step size
@@ -450,7 +455,7 @@ class Regularizers:
         if not terms:
             return values
         total = torch.stack(list(terms.values())).sum()
-        params = list({id(p): p for r in self.regs if r.name in terms for p in r.params}.values())
+        params = list({id(p): p for r in self.regs if r.name in terms for p in r.active()}.values())
         grads = torch.autograd.grad(total, params, allow_unused=True)
         with torch.no_grad():
             for p, g in zip(params, grads):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 
 @dataclass
@@ -13,6 +14,11 @@ class TrainState:
     biases_initialized: bool = False
     nonfinite_skipped: int = 0     # sub-batches skipped because their loss was not finite
     best: list = field(default_factory=list)  # [[score, folder name], ...], best first
+    best_monitor: Optional[float] = None     # early stopping: the best monitored value so far
+    stale_validations: int = 0               # early stopping: validations since it last improved
+    elapsed_s: float = 0.0                   # time budget: seconds of training + validation so far
+    epochs_timed: int = 0                    # time budget: epochs that elapsed_s covers
+    target_epochs: int = 0                   # time budget: epochs that fit in it (0 = recipe's max_epochs)
 
     def state_dict(self) -> dict:
         return asdict(self)

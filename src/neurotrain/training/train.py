@@ -29,8 +29,10 @@ What happens, in order:
 
 from __future__ import annotations
 
+import copy
 import math
 import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -52,9 +54,13 @@ from neurotrain.model import ModelConfigError, build_model
 from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
 from neurotrain.training.loss import SessionLoss, clamp_rates
 from neurotrain.training.metrics import MomentStats, PoissonStats, summarize, summarize_continuous
+from neurotrain.training.legacy_resume import completed_epochs, load_legacy_optimizer_state
 from neurotrain.training.optim import build_optimizer
+from neurotrain.training.pretrained import (ALIASES, ComponentError, freeze, frozen_components, hold_frozen_in_eval,
+                                            load_components, unfreeze)
+from neurotrain.training.pretrained import resolve as resolve_components
 from neurotrain.training.regularizers import RegularizationError, Regularizers, parse_regularization
-from neurotrain.training.scheduler import build_scheduler
+from neurotrain.training.scheduler import PlateauLR, build_scheduler
 from neurotrain.training.state import TrainState
 
 
@@ -90,15 +96,17 @@ def make_accelerator(recipe: Recipe) -> Accelerator:
     )
 
 
-def init_readout_biases(model, registry: list[dict]) -> None:
+def init_readout_biases(model, registry: list[dict], skip: set[int] = frozenset()) -> None:
     """Set each readout's bias so that its initial output equals the training-split mean response.
+
+    Readouts whose index is in ``skip`` (loaded from a pretrained model) keep their bias.
 
     Spike-count sessions: the mean rate through the inverse output activation (log for an identity
     output, inverse softplus otherwise). Continuous sessions are standardised, so their mean is 0:
     bias 0.
     """
-    for readout, info in zip(model.readouts, registry):
-        if getattr(readout, "bias", None) is None:
+    for i, (readout, info) in enumerate(zip(model.readouts, registry)):
+        if i in skip or getattr(readout, "bias", None) is None:
             continue
         if info.get("response_type", "counts") == "continuous":
             bias = torch.zeros(info["n_neurons"], dtype=torch.float64)
@@ -130,6 +138,54 @@ def check_data_fits_model(model_config: dict, data: DataBundle, model_file) -> N
         if have and want is not None and int(want) != have:
             raise ConfigError(model_file, "modulator.params.behavior_dim",
                               f"is {want} but session {info['name']} provides {have} behaviour values per sample")
+
+
+def load_pretrained(model, names: list[str], recipe: Recipe, say) -> set[int]:
+    """Copy ``model.pretrained_components`` from ``model.pretrained`` (a portable folder or a legacy
+    ``.ckpt``) into ``model``; per-session parts by session name. Returns the loaded readouts' indices."""
+    from neurotrain.checkpoint.portable import CheckpointError, from_pretrained
+
+    path = recipe.resolve(recipe.model.pretrained)
+    comps = list(getattr(recipe.model, "pretrained_components", None) or ALIASES["vision"])
+    try:
+        src, meta = from_pretrained(path)
+        report, loaded = load_components(model, names, src, [s["name"] for s in meta["sessions"]], comps)
+    except (CheckpointError, ComponentError) as err:
+        raise ConfigError(recipe.source, "model.pretrained", str(err)) from None
+    if not report:
+        raise ConfigError(recipe.source, "model.pretrained_components", f"nothing to load from {path}")
+    for line in report:
+        say(f"[neurotrain] pretrained {path.name}: {line}")
+    return loaded
+
+
+def continue_legacy_run(path: Path, model, optimizer, data: DataBundle, recipe: Recipe, say) -> tuple[int, int]:
+    """Load a legacy Lightning checkpoint's weights and AdamW moments into ``model`` and ``optimizer``
+    (before ``accelerator.prepare``). Its sessions must be the data's, in order (by name when the
+    checkpoint's names are known, by neuron counts otherwise). Returns ``(next epoch, global step)``."""
+    from neurotrain.checkpoint.legacy import load_legacy_checkpoint
+    from neurotrain.checkpoint.portable import CheckpointError
+
+    try:
+        lc = load_legacy_checkpoint(path, dataset_configs=recipe.resolve(recipe.data.legacy_config)
+                                    if recipe.data.legacy_config else None,
+                                    input_shape=tuple(data.registry[0]["input_shape"]))
+        theirs = [s["name"] for s in lc.sessions]
+        if lc.names_from != "numbered" and theirs != list(data.names):
+            raise CheckpointError(path, "sessions", f"the checkpoint's sessions {theirs} are not the data's {data.names}")
+        if [int(s["n_neurons"]) for s in lc.sessions] != list(data.n_neurons):
+            raise CheckpointError(path, "readouts", f"neuron counts {[s['n_neurons'] for s in lc.sessions]} "
+                                                    f"differ from the data's {data.n_neurons}")
+        missing, unexpected = model.load_state_dict(lc.model.state_dict(), strict=False)
+        if missing or unexpected:
+            raise CheckpointError(path, (missing or unexpected)[0], "the checkpoint's architecture is not the recipe's model")
+        n = load_legacy_optimizer_state(optimizer, model, lc.optimizer_state, path) if lc.optimizer_state else 0
+    except CheckpointError as err:
+        raise ConfigError(recipe.source, "checkpoint.resume", str(err)) from None
+    epoch = completed_epochs(lc.checkpoint) if getattr(lc, "checkpoint", None) else int(lc.epoch) + 1
+    say(f"[neurotrain] continuing legacy run {path.name}: weights, AdamW moments of {n} parameters, "
+        f"epoch {epoch}, step {lc.global_step} (readout biases kept)")
+    return epoch, int(lc.global_step)
 
 
 def forward_session(model, sub: dict) -> torch.Tensor:
@@ -211,16 +267,22 @@ def _grad_scale(accelerator: Accelerator) -> float:
 
 @torch.no_grad()
 def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int, losses: list[SessionLoss],
-             with_oracle: bool) -> dict:
+             with_oracle: bool, limit: float = 1.0) -> dict:
     """Validation metrics from statistics summed over this rank's share of batches and all-reduced.
 
     Spike-count sessions: bits/spike (per session, subject, overall) and the oracle's when the data has
     true rates. All sessions: mean per-neuron correlation (and R^2 for continuous sessions) of the
     model output with the (standardised, for continuous sessions) responses. ``val_loss`` pools the
-    per-session losses over all valid entries.
+    per-session losses over all valid entries. ``limit`` < 1 evaluates only the first ``ceil(limit * n)``
+    of each session's n validation batches (legacy ``--limit_val_batches``), the same ones every time.
     """
     model.eval()
     batches = SessionBatchSampler(data.val.sizes, batch_size, shuffle=False).batches_for_epoch(0)
+    if limit < 1.0:  # the same first share of every session's batches at every validation
+        per = {}
+        for b in batches:
+            per.setdefault(int(data.val.session_of(b[:1])[0]), []).append(b)
+        batches = [b for s in sorted(per) for b in per[s][: max(1, math.ceil(limit * len(per[s])))]]
     mine = [b.tolist() for b in batches[accelerator.process_index :: accelerator.num_processes]]
     loader = torch.utils.data.DataLoader(data.val, batch_sampler=mine, collate_fn=group_collate)
     device = accelerator.device
@@ -276,16 +338,29 @@ def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
     tqdm.write("\n".join(lines))
 
 
-def train(recipe: Recipe) -> dict:
-    """Run the recipe; returns the last validation metrics (with ``best`` and ``output_dir``)."""
+def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_readouts=()) -> dict:
+    """Run the recipe; returns the last validation metrics (with ``best``, ``output_dir``, ``global_step``
+    and ``sessions``, the session registry in readout order).
+
+    ``model``: a pre-built :class:`~neurotrain.model.multisession.MultiSessionModel` whose readouts
+    follow the data's sessions in order (the fine-tuning API passes one, possibly with frozen parts);
+    by default the model is built from ``recipe.model.config``. ``initialized_readouts``: indices of
+    readouts that are already trained, whose biases are not reset from the data's mean rates.
+    """
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
     out_dir = Path(recipe.output_dir)
     is_main = accelerator.is_main_process
+    say = tqdm.write if is_main else (lambda *_: None)
+    mcfg = recipe.model
 
     # ---------------------------------------------------------------- data and model
-    model_config = load_model_yaml(recipe)
-    model_file = recipe.resolve(recipe.model.config)
+    if model is None:
+        model_config = load_model_yaml(recipe)
+        model_file = recipe.resolve(recipe.model.config)
+    else:
+        model_config = copy.deepcopy(getattr(model, "config", None) or {})
+        model_file = Path("<model passed to train()>")
     try:
         reg_specs = parse_regularization(model_config)  # checked before the data are built
     except RegularizationError as err:
@@ -293,14 +368,23 @@ def train(recipe: Recipe) -> dict:
     data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
     check_data_fits_model(model_config, data, model_file)
     try:
-        model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry],
-                            input_shape=tuple(data.registry[0]["input_shape"]))
+        if model is None:
+            model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry],
+                                input_shape=tuple(data.registry[0]["input_shape"]))
+        elif list(model.session_neurons) != list(data.n_neurons):
+            raise ConfigError(recipe.source, "data", f"the model's readouts have {model.session_neurons} neurons, "
+                                                     f"the data's sessions {data.n_neurons}")
         # Bound to the unwrapped model's parameters (names without a prefix); prepare() keeps them.
         regs = Regularizers.build(reg_specs, model)
     except ModelConfigError as err:
         raise model_error(model_file, err) from None
     losses = session_losses(data, model.log_input)
     tcfg = recipe.train
+
+    # Pretrained components, copied in before anything else touches the weights.
+    loaded_readouts: set[int] = set(initialized_readouts)
+    if getattr(mcfg, "pretrained", None):
+        loaded_readouts |= load_pretrained(model, data.names, recipe, say)
 
     world = accelerator.num_processes
     sampler = make_train_sampler(recipe, data, world)
@@ -311,13 +395,54 @@ def train(recipe: Recipe) -> dict:
         num_workers=recipe.data.num_workers,
         persistent_workers=recipe.data.num_workers > 0,
     )
+    # The optimizer holds every parameter that is trainable by design, frozen or not, so that a
+    # component unfrozen later trains on; a frozen parameter has no gradient and AdamW leaves it alone.
+    already_frozen = frozen_components(model)
+    unfreeze(model, already_frozen)
     optimizer = build_optimizer(model, tcfg.lr, tcfg.weight_decay, tcfg.core_lr_scale, no_decay=regs.decay_exclusions())
+    to_freeze = tuple(already_frozen) + tuple(getattr(mcfg, "freeze", None) or ())
+    unfreeze_at = dict(getattr(mcfg, "unfreeze_at", None) or {})
+    if to_freeze:
+        try:
+            n = freeze(model, to_freeze)
+        except ComponentError as err:
+            raise ConfigError(recipe.source, "model.freeze", str(err)) from None
+        say(f"[neurotrain] froze {', '.join(frozen_components(model))} ({n:,} parameters)"
+            + (f"; unfreezing {unfreeze_at} (component: epoch)" if unfreeze_at else ""))
+    if unfreeze_at and world > 1:
+        raise ConfigError(recipe.source, "model.unfreeze_at", "unfreezing during a run needs one process (DDP "
+                          "fixes the trained parameters when it wraps the model); run the stages one after another")
     batches_per_rank = len(sampler) // world
     steps_per_epoch = max(1, math.ceil(batches_per_rank / tcfg.accumulate_grad_batches))
     total_steps = steps_per_epoch * tcfg.max_epochs  # max_steps only stops early; it never reshapes the schedule
     scheduler = build_scheduler(
-        tcfg.lr_scheduler, optimizer, warmup_steps=round(tcfg.warmup_epochs * steps_per_epoch), total_steps=total_steps
+        tcfg.lr_scheduler, optimizer, warmup_steps=round(tcfg.warmup_epochs * steps_per_epoch), total_steps=total_steps,
+        steps_per_epoch=steps_per_epoch,
+        restart_period_steps=round(tcfg.restart_period * steps_per_epoch) if tcfg.restart_period else None,
     )
+    if tcfg.compile:  # the core only, as legacy did: parameter names and checkpoints are unchanged
+        model.core_forward = torch.compile(model.core_forward, dynamic=False)
+    if recipe.logging.model_logging:
+        say("[neurotrain] logging.model_logging (legacy --enable_logging): model pictures and periodic "
+            "evaluations are not produced by this version; metrics go to metrics.jsonl (and wandb)")
+
+    # ---------------------------------------------------------------- resume or start
+    states = StateManager(out_dir / "state", recipe.checkpoint.keep_last_states)
+    resume_from, legacy = None, None
+    resume = recipe.checkpoint.resume
+    if resume == "auto":
+        resume_from = states.latest()
+    elif resume not in ("never", ""):
+        target = recipe.resolve(resume)
+        if target.is_file():  # a legacy Lightning .ckpt: continue that run (unless we already did)
+            resume_from = states.latest()
+            if resume_from is None:
+                legacy = continue_legacy_run(target, model, optimizer, data, recipe, say)
+        elif target.is_dir():
+            resume_from = target
+        else:
+            raise ConfigError(recipe.source, "checkpoint.resume", f"neither a state folder nor a legacy .ckpt: {target}")
+
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     state = TrainState()
     # The scheduler is ours (not prepared: Accelerate would step it once per process); it, the sampler
@@ -325,22 +450,18 @@ def train(recipe: Recipe) -> dict:
     accelerator.register_for_checkpointing(scheduler, sampler, state)
     raw = accelerator.unwrap_model(model)
 
-    # ---------------------------------------------------------------- resume or start
-    states = StateManager(out_dir / "state", recipe.checkpoint.keep_last_states)
-    resume_from = None
-    if recipe.checkpoint.resume == "auto":
-        resume_from = states.latest()
-    elif recipe.checkpoint.resume not in ("never", ""):
-        resume_from = Path(recipe.checkpoint.resume)
-        if not resume_from.is_dir():
-            raise ConfigError(recipe.source, "checkpoint.resume", f"state folder not found: {resume_from}")
     if resume_from is not None:
         accelerator.load_state(str(resume_from))
-        if is_main:
-            tqdm.write(f"[neurotrain] resumed from {resume_from} (epoch {state.epoch}, step {state.global_step}, "
-                       f"{state.batches_in_epoch} batches into the epoch)")
+        say(f"[neurotrain] resumed from {resume_from} (epoch {state.epoch}, step {state.global_step}, "
+            f"{state.batches_in_epoch} batches into the epoch)")
+    elif legacy is not None:
+        state.epoch, state.global_step = legacy
+        state.biases_initialized = True  # the legacy run's trained biases stay (legacy reset them here)
+        for _ in range(state.global_step):
+            scheduler.step()
+        sampler.set_position(state.epoch, 0)
     if not state.biases_initialized:
-        init_readout_biases(raw, data.registry)
+        init_readout_biases(raw, data.registry, skip=loaded_readouts)
         state.biases_initialized = True
 
     if is_main:
@@ -364,12 +485,21 @@ def train(recipe: Recipe) -> dict:
     clip = tcfg.gradient_clip_val
     stop = False
     for epoch in range(state.epoch, tcfg.max_epochs):
+        if state.target_epochs and epoch >= state.target_epochs:
+            break  # the time budget's epoch count is reached
+        epoch_start = time.monotonic()
         if state.epoch != epoch:
             state.epoch, state.batches_in_epoch = epoch, 0
         sampler.set_epoch(epoch)
         sampler.set_step(state.global_step)  # the curriculum anchors this epoch's schedule here
         train_loader.set_epoch(epoch)
+        due = [c for c, e in unfreeze_at.items()
+               if epoch >= int(e) and set(resolve_components([c])) & set(frozen_components(raw))]
+        if due:
+            n = unfreeze(raw, due)
+            say(f"[neurotrain] epoch {epoch}: unfroze {', '.join(due)} ({n:,} parameters)")
         model.train()
+        hold_frozen_in_eval(raw)
         bar = tqdm(total=batches_per_rank, initial=state.batches_in_epoch, desc=f"epoch {epoch}",
                    disable=not (is_main and recipe.logging.progress_bar), leave=False, dynamic_ncols=True)
         run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
@@ -427,13 +557,17 @@ def train(recipe: Recipe) -> dict:
         run_loss = accelerator.reduce(run_loss, "sum")
         # Evaluate the unwrapped model: ranks run different numbers of batches, so no DDP collectives.
         metrics = evaluate(raw, accelerator, data, recipe.data.val_batch_size or recipe.data.batch_size,
-                           losses, with_oracle=True)
+                           losses, with_oracle=True, limit=recipe.data.limit_val_batches)
+        if isinstance(scheduler, PlateauLR):
+            scheduler.step(metrics["val_loss"])
         metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
                         "lr": scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped})
         logger.log(metrics, step=state.global_step)
         if is_main:
             print_table(metrics, data, epoch)
         save_models(raw, accelerator, recipe, data, model_config, metrics, state, epoch)
+        stop = stop_early(state, metrics, recipe, say) or stop
+        stop = spend_time_budget(state, accelerator, epoch_start, epoch, recipe, scheduler, steps_per_epoch, say) or stop
         state.epoch, state.batches_in_epoch = epoch + 1, 0
         sampler.set_position(epoch + 1, 0)
         states.save(accelerator, state.global_step, {"epoch": epoch + 1})
@@ -445,7 +579,53 @@ def train(recipe: Recipe) -> dict:
     metrics["best"] = [list(b) for b in state.best]
     metrics["output_dir"] = str(out_dir)
     metrics["global_step"] = state.global_step
+    metrics["sessions"] = data.registry
     return metrics
+
+
+def stop_early(state: TrainState, metrics: dict, recipe: Recipe, say) -> bool:
+    """Early stopping on ``checkpoint.monitor`` (higher is better): True once it has not improved by more
+    than ``train.early_stopping_min_delta`` for ``train.early_stopping_patience`` validations in a row."""
+    patience = recipe.train.early_stopping_patience
+    value = metrics.get(recipe.checkpoint.monitor)
+    if patience is None or value is None or not math.isfinite(value):
+        return False
+    if state.best_monitor is None or value > state.best_monitor + recipe.train.early_stopping_min_delta:
+        state.best_monitor, state.stale_validations = float(value), 0
+        return False
+    state.stale_validations += 1
+    if state.stale_validations >= patience:
+        say(f"[neurotrain] early stopping: {recipe.checkpoint.monitor} has not improved for "
+            f"{state.stale_validations} validations (best {state.best_monitor:.4f})")
+        return True
+    return False
+
+
+def spend_time_budget(state: TrainState, accelerator, epoch_start: float, epoch: int, recipe: Recipe, scheduler,
+                      steps_per_epoch: int, say) -> bool:
+    """Account this epoch's wall time (training *and* validation, the slowest rank's) against
+    ``train.time_budget_minutes``. After the first timed epoch the run's epoch count is lowered to what
+    fits (at least one more epoch, as legacy did) and a per-step schedule is rescaled to end there;
+    afterwards the run stops as soon as the next epoch would overrun. True = stop after this epoch."""
+    budget = recipe.train.time_budget_minutes
+    if budget is None:
+        return False
+    dt = torch.tensor([time.monotonic() - epoch_start], dtype=torch.float64, device=accelerator.device)
+    state.elapsed_s += float(accelerator.reduce(dt, "max"))
+    state.epochs_timed += 1
+    per_epoch = state.elapsed_s / state.epochs_timed
+    remaining = budget * 60.0 - state.elapsed_s
+    if not state.target_epochs:
+        state.target_epochs = min(recipe.train.max_epochs, epoch + 1 + max(1, int(remaining // per_epoch)))
+        if hasattr(scheduler, "total_steps"):
+            scheduler.total_steps = max(state.target_epochs * steps_per_epoch, 1)
+        say(f"[neurotrain] time budget {budget:g} min: {per_epoch:.1f} s per epoch with validation -> "
+            f"{state.target_epochs} epochs")
+        return False
+    if remaining < per_epoch:
+        say(f"[neurotrain] time budget: {remaining:.0f} s left, an epoch takes {per_epoch:.0f} s; stopping")
+        return True
+    return False
 
 
 def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config: dict, metrics: dict,
