@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,16 +113,27 @@ class _Source:
     overrides: dict | None          # per-session adapter/readout blocks (legacy session YAMLs)
 
 
-def _plain_sources(recipe: Recipe, main_process_first) -> tuple[list[_Source], list[int]]:
+def session_split_seed(split_seed: int, name: str) -> int:
+    """The seed of one session's trial-block split: ``split_seed`` plus a stable hash of the session's
+    name, so a session splits the same way whichever other sessions share the run (a session fine-tuned
+    alone later keeps the validation trials it had in a joint run)."""
+    return int(split_seed) + zlib.crc32(str(name).encode()) % 1_000_003
+
+
+def _open_plain(paths, recipe: Recipe, key: str) -> list[_Source]:
     cfg = recipe.data
     out = []
-    for i, path in enumerate(session_paths(recipe, main_process_first)):
+    for i, path in enumerate(paths):
         try:
             session = Session.open(path)
         except SessionError as err:
-            raise ConfigError(recipe.source, f"data.sessions[{i}]", str(err)) from None
-        out.append(_Source(session, None, cfg.val_fraction, cfg.split_seed + i, None))
-    return out, cfg.lag_list
+            raise ConfigError(recipe.source, f"{key}[{i}]", str(err)) from None
+        out.append(_Source(session, None, cfg.val_fraction, session_split_seed(cfg.split_seed, session.name), None))
+    return out
+
+
+def _plain_sources(recipe: Recipe, main_process_first) -> tuple[list[_Source], list[int]]:
+    return _open_plain(session_paths(recipe, main_process_first), recipe, "data.sessions"), recipe.data.lag_list
 
 
 def _legacy_sources(recipe: Recipe) -> tuple[list[_Source], list[int]]:
@@ -174,12 +186,15 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext, histor
         sources, lags = _legacy_sources(recipe)
     else:
         sources, lags = _plain_sources(recipe, main_process_first)
-    sessions = [src.session for src in sources]
+    holdout = [recipe.resolve(p) for p in (getattr(cfg, "holdout_sessions", None) or [])]
+    context = _open_plain(holdout, recipe, "data.holdout_sessions")
+    n_used = len(sources)
+    sessions = [src.session for src in sources + context]
     names = [s.name for s in sessions]
     if len(set(names)) != len(names):
         raise ConfigError(recipe.source, "data.sessions", f"duplicate session names: {names}")
     train_times, val_times, registry = [], [], []
-    for src in sources:
+    for src in sources + context:
         s = src.session
         times = valid_sample_times(s.trial_ids, s.dfs, max(max(lags), int(history_lags)))
         if src.row_mask is not None:
@@ -188,6 +203,10 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext, histor
         train_times.append(tr)
         val_times.append(va)
     train_times, val_times, oracle_trials, report = leakage_safe_splits(sessions, train_times, val_times, cfg.repeats)
+    # Held-out sessions only shape the split (their validation stimuli left every training split above).
+    sessions, sources = sessions[:n_used], sources[:n_used]
+    train_times, val_times, oracle_trials = train_times[:n_used], val_times[:n_used], oracle_trials[:n_used]
+    report.moved_to_val, report.repeat_trials = report.moved_to_val[:n_used], report.repeat_trials[:n_used]
     for s, src, tr, va, reps in zip(sessions, sources, train_times, val_times, oracle_trials):
         if len(tr) == 0 or len(va) == 0:
             raise ConfigError(recipe.source, "data", f"session {s.name} ({s.path}) has no train or no val samples")
@@ -197,6 +216,7 @@ def build_data(recipe: Recipe, main_process_first=contextlib.nullcontext, histor
             {
                 "name": s.name,
                 "subject": s.subject,
+                "path": str(getattr(s, "path", "")),
                 "n_neurons": int(s.n_neurons),
                 "neuron_ids": [int(x) for x in np.asarray(s.neuron_ids)],
                 "response_type": getattr(s, "response_type", "counts"),

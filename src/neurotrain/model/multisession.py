@@ -22,6 +22,8 @@ No output clamp (the training loop clamps itself). State-dict keys match legacy
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 
@@ -152,6 +154,22 @@ class MultiSessionModel(nn.Module):
         if self.baselines is not None:
             y = y + self.baseline_activation(self.baselines[session_idx])
         return y
+
+
+    def select_sessions(self, indices: list[int]) -> "MultiSessionModel":
+        """A view of this model with only sessions ``indices`` (in that order), sharing every module and
+        parameter: training the view trains this model. Used to fit some sessions of a larger model."""
+        view = copy.copy(self)
+        view._modules = dict(self._modules)
+        view._parameters = dict(self._parameters)
+        view._buffers = dict(self._buffers)
+        view._modules["adapters"] = nn.ModuleList([self.adapters[i] for i in indices])
+        view._modules["readouts"] = nn.ModuleList([self.readouts[i] for i in indices])
+        if self.spike_history is not None:
+            view._modules["spike_history"] = nn.ModuleList([self.spike_history[i] for i in indices])
+        if self.baselines is not None:
+            view._modules["baselines"] = nn.ParameterList([self.baselines[i] for i in indices])
+        return view
 
 
 def legacy_v1_state_dict(state_dict: dict, prefix: str = "") -> dict:
