@@ -1,0 +1,214 @@
+"""Programmatic fine-tuning: load a trained twin, add sessions, freeze parts, train, evaluate, save.
+
+    from neurotrain.finetune import Twin
+
+    twin = Twin.from_pretrained("runs/v4/best")               # a portable folder or a legacy .ckpt
+    twin.add_sessions(["runs/data/cowley_v4_56/cowley_v4_210621"])   # new adapter + readout each
+    twin.freeze("core")                                         # frontend, convnet, modulator, recurrent
+    twin.fit(["cowley_v4_210621"], output_dir="runs/ft", train={"max_epochs": 10, "lr": 3e-3},
+             unfreeze_at={"core": 8})                           # optional: fine-tune the core at the end
+    print(twin.evaluate(["cowley_v4_210621"])["val_corr_overall"])
+    twin.save_pretrained("runs/ft/model")
+
+Everything runs through the same training loop as ``neurotrain train`` (:func:`neurotrain.training.train.train`):
+``fit`` writes a recipe into ``output_dir`` and trains a *view* of the twin holding only the sessions it
+fits (sharing every module with the twin, so the twin is what gets trained). A session's readout bias
+starts from its training-split mean rate the first time it is fitted and is never reset afterwards.
+
+Sessions are session folders (``neurotrain ingest``); a twin knows the folder of every session added to it
+or fitted by it, and ``fit``/``evaluate`` accept either such names or folders.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Iterable
+
+import torch
+import yaml
+
+from neurotrain.config.recipe import load_recipe
+from neurotrain.data.session import Session
+from neurotrain.model import build_model
+from neurotrain.training import pretrained as parts
+
+_FIT_DEFAULTS = {
+    "seed": 0,
+    "data": {"val_fraction": 0.2, "split_seed": 0, "batch_size": 64, "num_workers": 0},
+    "train": {"max_epochs": 10, "lr": 3e-3, "weight_decay": 1e-4, "lr_scheduler": "cosine_warmup",
+              "warmup_epochs": 1},
+    "checkpoint": {"save_top_k": 1, "every_n_steps": 0, "resume": "never"},
+    "logging": {"wandb": False, "progress_bar": False},
+}
+
+
+class Twin:
+    """A multi-session model plus its session registry (one dict per readout, in readout order)."""
+
+    def __init__(self, model: torch.nn.Module, sessions: list[dict], meta: dict | None = None):
+        if len(sessions) != model.n_sessions:
+            raise ValueError(f"{len(sessions)} session entries for a model with {model.n_sessions} readouts")
+        self.model = model
+        self.sessions = [dict(s) for s in sessions]
+        self.meta = dict(meta or {})
+
+    # ------------------------------------------------------------------ loading and saving
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **legacy_kwargs) -> "Twin":
+        """Load a portable folder, or a legacy Lightning ``.ckpt`` (``legacy_kwargs``: ``model_config``,
+        ``dataset_configs``, ``input_shape``, see :func:`neurotrain.checkpoint.legacy.load_legacy_checkpoint`)."""
+        from neurotrain.checkpoint.portable import from_pretrained
+
+        model, meta = from_pretrained(path, **legacy_kwargs)
+        return cls(model, meta["sessions"], meta)
+
+    def save_pretrained(self, folder: str | Path, metrics: dict | None = None, **extra) -> Path:
+        """Write the portable folder (weights, config, session registry, model card)."""
+        from neurotrain.checkpoint.portable import save_portable
+
+        return save_portable(self.model, folder, model_config=self.model.config, sessions=self.sessions,
+                             metrics=metrics or self.meta.get("metrics") or {}, extra=extra or None)
+
+    @property
+    def names(self) -> list[str]:
+        return [s["name"] for s in self.sessions]
+
+    # ------------------------------------------------------------------ sessions
+    def add_sessions(self, folders: Iterable[str | Path], overrides: list[dict | None] | None = None) -> list[int]:
+        """Add a fresh adapter and readout (built from the twin's model config) for each session folder.
+        Returns the new sessions' indices. The new readouts' biases are set from the mean rates when
+        they are first fitted."""
+        folders = [Path(f) for f in folders]
+        opened = [Session.open(f) for f in folders]
+        for s in opened:
+            if s.name in self.names:
+                raise ValueError(f"session {s.name} ({s.path}) is already in the twin")
+        shape = getattr(self.model, "input_shape", None)
+        fresh = build_model(self.model.config, [s.n_neurons for s in opened], overrides,
+                            input_shape=tuple(shape) if shape else None)
+        start = self.model.n_sessions
+        for i in range(len(opened)):
+            self.model.adapters.append(fresh.adapters[i])
+            self.model.readouts.append(fresh.readouts[i])
+            if self.model.spike_history is not None:
+                self.model.spike_history.append(fresh.spike_history[i])
+            if self.model.baselines is not None:
+                self.model.baselines.append(fresh.baselines[i])
+        for s, f in zip(opened, folders):
+            self.sessions.append({"name": s.name, "subject": s.subject, "n_neurons": int(s.n_neurons),
+                                  "path": str(f), "fitted": False})
+        return list(range(start, self.model.n_sessions))
+
+    def _resolve(self, sessions) -> list[int]:
+        if sessions is None:
+            return list(range(len(self.sessions)))
+        out = []
+        for s in sessions:
+            p = Path(str(s))
+            name = Session.open(p).name if p.is_dir() else str(s)
+            if name not in self.names:
+                raise KeyError(f"session {s!r} is not in the twin (sessions: {self.names}); add_sessions() first")
+            i = self.names.index(name)
+            if p.is_dir():
+                self.sessions[i]["path"] = str(p)
+            if not self.sessions[i].get("path"):
+                raise KeyError(f"session {name}: its folder is unknown; pass the folder instead of the name")
+            out.append(i)
+        return out
+
+    # ------------------------------------------------------------------ freezing
+    def freeze(self, *components: str) -> int:
+        """Freeze components (``core``, ``vision``, ``frontend``, ``convnet``, ``modulator``, ``recurrent``,
+        ``adapters``, ``readouts``); returns the number of parameters frozen."""
+        return parts.freeze(self.model, components)
+
+    def unfreeze(self, *components: str) -> int:
+        return parts.unfreeze(self.model, components)
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        return parts.frozen_components(self.model)
+
+    # ------------------------------------------------------------------ training and evaluation
+    def _recipe(self, indices, output_dir, holdout_sessions, sections: dict) -> Path:
+        out = Path(output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        model_yaml = out / "model.yaml"
+        model_yaml.write_text(yaml.safe_dump(self.model.config, sort_keys=False))
+        recipe = copy.deepcopy(_FIT_DEFAULTS)
+        # one stimulus window and behaviour layout for the whole core: take them from a trained session
+        first = next((s for s in self.sessions if s.get("lags")), self.sessions[indices[0]])
+        lags = first.get("lags")
+        recipe["output_dir"] = str(out.resolve())
+        recipe["data"].update({"sessions": [str(Path(self.sessions[i]["path"]).resolve()) for i in indices]})
+        if lags:
+            recipe["data"]["lags"] = list(lags)
+        if first.get("behavior_dim") is not None:
+            recipe["data"]["use_behavior"] = bool(first.get("behavior_dim"))
+        if holdout_sessions:
+            recipe["data"]["holdout_sessions"] = [str(Path(p).resolve()) for p in holdout_sessions]
+        recipe["model"] = {"config": str(model_yaml.resolve())}
+        for section, values in sections.items():
+            if isinstance(values, dict):
+                recipe.setdefault(section, {}).update(values)
+            elif values is not None:
+                recipe[section] = values
+        path = out / "finetune_recipe.yaml"
+        path.write_text(yaml.safe_dump(recipe, sort_keys=False))
+        return path
+
+    def fit(self, sessions=None, *, output_dir: str | Path, unfreeze_at: dict | None = None,
+            holdout_sessions: list | None = None, **sections) -> dict:
+        """Train the twin on ``sessions`` (names or folders; default all) with the usual loop.
+
+        ``sections`` update the recipe sections (``data``, ``train``, ``checkpoint``, ``logging``, ``seed``);
+        ``unfreeze_at`` maps frozen components to the epoch at which they start training;
+        ``holdout_sessions`` (folders) only shape the split: their validation stimuli leave this fit's
+        training data. Returns the loop's final metrics (validation on the fitted sessions).
+        """
+        from neurotrain.training.train import train
+
+        idx = self._resolve(sessions)
+        if unfreeze_at:
+            sections.setdefault("model", {})
+        path = self._recipe(idx, output_dir, holdout_sessions, {k: v for k, v in sections.items() if k != "model"})
+        recipe = load_recipe(path)
+        if unfreeze_at:
+            recipe.model.unfreeze_at = dict(unfreeze_at)
+        view = self.model.select_sessions(idx)
+        fitted = {j for j, i in enumerate(idx) if self.sessions[i].get("fitted", True)}
+        result = train(recipe, model=view, initialized_readouts=fitted)
+        for attr in ("_neurotrain_frozen", "_neurotrain_frozen_ids"):  # the view may have unfrozen parts
+            if hasattr(view, attr):
+                setattr(self.model, attr, getattr(view, attr))
+        for j, i in enumerate(idx):
+            entry = dict(result["sessions"][j])
+            entry["fitted"] = True
+            self.sessions[i].update(entry)
+        self.meta["metrics"] = {k: v for k, v in result.items() if k.startswith("val_")}
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, sessions=None, *, output_dir: str | Path | None = None, holdout_sessions: list | None = None,
+                 **sections) -> dict:
+        """Validation metrics of ``sessions`` (same splits as ``fit`` with the same data settings)."""
+        import tempfile
+
+        from accelerate import Accelerator
+
+        from neurotrain.data.build import build_data
+        from neurotrain.training.train import evaluate, session_losses
+
+        idx = self._resolve(sessions)
+        with tempfile.TemporaryDirectory() as tmp:
+            recipe = load_recipe(self._recipe(idx, output_dir or tmp, holdout_sessions, sections))
+            data = build_data(recipe, history_lags=int(getattr(self.model, "history_lags", 0) or 0))
+            view = self.model.select_sessions(idx)
+            was = view.training
+            view.eval()
+            acc = Accelerator(cpu=not torch.cuda.is_available())
+            out = evaluate(view.to(acc.device), acc, data, recipe.data.val_batch_size or recipe.data.batch_size,
+                           session_losses(data, view.log_input), with_oracle=True)
+            view.train(was)
+        return out

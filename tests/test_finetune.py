@@ -1,0 +1,80 @@
+"""The fine-tuning API: add a session to a trained twin, freeze the core, fit, evaluate, save, reload."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurotrain.config import load_recipe
+from neurotrain.data.synthetic import generate_demo_sessions
+from neurotrain.finetune import Twin
+from neurotrain.training.train import train
+from tests.helpers.tiny import tiny_recipe
+
+SYN = {"n_sessions": 4, "seed": 0, "n_trials": 24, "trial_frames": 120, "neurons": [5, 7, 6, 8]}
+CORE = ("frontend", "convnet", "modulator", "recurrent")
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A twin trained for one epoch on 3 synthetic sessions, plus a 4th session it never saw."""
+    tmp = tmp_path_factory.mktemp("pre")
+    paths = generate_demo_sessions(tmp / "data", **SYN)
+    recipe = tiny_recipe(tmp, data={"sessions": [str(p) for p in paths[:3]], "batch_size": 32},
+                         train={"max_epochs": 1})
+    result = train(load_recipe(recipe))
+    best = Path(result["output_dir"]) / "checkpoints" / "last"
+    return best, paths[3]
+
+
+def _core_state(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in CORE}
+
+
+def test_a_new_session_fits_on_a_frozen_core_that_stays_bit_identical(tmp_path, pretrained):
+    folder, new_session = pretrained
+    twin = Twin.from_pretrained(folder)
+    old_names = list(twin.names)
+    before = _core_state(twin.model)
+    old_readout = twin.model.readouts[0].features.weight.clone()
+    (new,) = twin.add_sessions([new_session])
+    assert new == 3 and twin.model.n_sessions == 4 and twin.names[:3] == old_names
+    fresh_readout = twin.model.readouts[3].features.weight.clone()
+
+    assert twin.freeze("core") > 0 and twin.frozen == CORE
+    result = twin.fit([twin.names[3]], output_dir=tmp_path / "ft", train={"max_epochs": 2, "lr": 5e-3})
+
+    after = _core_state(twin.model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), "the frozen core changed"
+    assert not torch.equal(fresh_readout, twin.model.readouts[3].features.weight)  # the new readout learned
+    assert torch.equal(old_readout, twin.model.readouts[0].features.weight)  # sessions not fitted: untouched
+    assert result["val_bps_overall"] > 0.0  # the frozen core already serves the unseen session
+    # the new readout's bias started from the session's training-split mean rate (softplus output)
+    assert twin.sessions[3]["fitted"] and len(twin.sessions[3]["mean_rates"]) == 8
+
+    ev = twin.evaluate([twin.names[3]])
+    assert ev["val_bps_overall"] == pytest.approx(result["val_bps_overall"], rel=1e-4, abs=1e-6)
+
+    out = twin.save_pretrained(tmp_path / "saved")
+    again = Twin.from_pretrained(out)
+    assert again.names == twin.names
+    x, beh = torch.randn(2, 1, 14, 24, 24), torch.randn(2, 2)
+    twin.model.eval(), again.model.eval()
+    with torch.no_grad():
+        assert torch.equal(twin.model(x, 3, beh), again.model(x, 3, beh))
+    assert (out / "README.md").is_file()  # the model card
+
+
+def test_a_frozen_component_trains_from_its_unfreeze_epoch(tmp_path, pretrained):
+    folder, new_session = pretrained
+    twin = Twin.from_pretrained(folder)
+    twin.add_sessions([new_session])
+    twin.freeze("convnet")
+    before = _core_state(twin.model)
+    twin.fit([twin.names[3]], output_dir=tmp_path / "ft", train={"max_epochs": 2, "lr": 5e-3},
+             unfreeze_at={"convnet": 1})
+    after = _core_state(twin.model)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("convnet.") for k in changed)
+    assert twin.frozen == ()
