@@ -67,6 +67,69 @@ def _ingest(args) -> int:
     return 0
 
 
+def _model_io_error(what: str, err: Exception) -> int:
+    """One line naming the file and the key, exit code 2 (``convert`` / ``predict``)."""
+    print(f"neurotrain: {what} error: {' '.join(str(err).split())}", file=sys.stderr)
+    return 2
+
+
+def _model_io_exceptions() -> tuple:
+    from neurotrain.checkpoint.portable import CheckpointError
+    from neurotrain.data.legacy_config import LegacyConfigError
+    from neurotrain.model import ModelConfigError
+    from neurotrain.predict import PredictError
+
+    return CheckpointError, PredictError, ModelConfigError, LegacyConfigError
+
+
+def _convert(args) -> int:
+    """``neurotrain convert LEGACY.ckpt OUT/``: a legacy VisionCore checkpoint -> a portable folder."""
+    from neurotrain.checkpoint.legacy import check_out_dir, legacy_metrics, legacy_provenance, load_legacy_checkpoint
+    from neurotrain.checkpoint.portable import save_portable
+
+    try:
+        check_out_dir(args.out_dir, args.overwrite)
+        lc = load_legacy_checkpoint(args.checkpoint, model_config=args.model_config,
+                                    dataset_configs=args.dataset_configs, input_shape=args.input_shape)
+        extra = {"provenance": legacy_provenance(lc)}
+        out = save_portable(lc.model, args.out_dir, model_config=lc.model_config, sessions=lc.sessions,
+                            metrics=legacy_metrics(lc), extra=extra, license=args.license)
+    except _model_io_exceptions() as err:
+        return _model_io_error("convert", err)
+    n = sum(p.numel() for p in lc.model.parameters())
+    print(f"loaded {args.checkpoint}: VisionCore layout era {lc.era}, epoch {lc.epoch}, global step {lc.global_step}, "
+          f"{len(lc.sessions)} sessions, {n:,} parameters (strict: every weight mapped)")
+    how = {"dataset_configs": "from the dataset configs", "numbered": "numbered (not stored in the checkpoint)"}
+    print(f"sessions ({how.get(lc.names_from, lc.names_from)}):")
+    for i, s in enumerate(lc.sessions):
+        print(f"  {i}: {s['name']} ({s['subject']}), {s['n_neurons']} neurons")
+    print(f"ignored {len(lc.ignored_keys)} dead/duplicate key(s)" + (":" if lc.ignored_keys else ""))
+    for k in lc.ignored_keys:
+        print(f"  {k}")
+    for note in lc.notes:
+        print(f"note: {note}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _predict(args) -> int:
+    """``neurotrain predict MODEL --inputs IN.safetensors --out OUT.safetensors``."""
+    from neurotrain.predict import predict_file
+
+    try:
+        outputs, meta = predict_file(args.model, args.inputs, args.out, model_config=args.model_config,
+                                     dataset_configs=args.dataset_configs, input_shape=args.input_shape,
+                                     batch_size=args.batch_size)
+    except _model_io_exceptions() as err:
+        return _model_io_error("predict", err)
+    names = [s.get("name") for s in meta.get("sessions", [])]
+    for key in sorted(outputs):
+        i = int(key.split(".")[1])
+        print(f"{key}: {tuple(outputs[key].shape)} ({names[i] if i < len(names) else '?'})")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -109,7 +172,40 @@ def build_parser() -> argparse.ArgumentParser:
     for q in isub.choices.values():
         q.add_argument("--overwrite", action="store_true", help="replace existing session folders")
     p.set_defaults(func=_ingest)
+
+    p = sub.add_parser("convert", help="convert a legacy VisionCore .ckpt into a portable model folder",
+                       description="Load a legacy VisionCore Lightning checkpoint strictly (any layout era; see "
+                                   "neurotrain.checkpoint.legacy) and write a portable folder. Prints what was "
+                                   "loaded, what was ignored and how session names were found; errors name the "
+                                   "file and key (exit code 2).")
+    p.add_argument("checkpoint", help="the legacy .ckpt file")
+    p.add_argument("out_dir", help="portable folder to write")
+    p.add_argument("--license", help="licence line for the model card (default: same as the data and code)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model folder at OUT_DIR")
+    _legacy_model_args(p)
+    p.set_defaults(func=_convert)
+
+    p = sub.add_parser("predict", help="predict rates from a portable folder or a legacy .ckpt",
+                       description="Inputs stim.<i> (B, C, L, H, W; normalized), behavior.<i> (B, D; models with a "
+                                   "modulator), history.<i> (spike-history models); outputs rhat.<i> (B, N_i): rates "
+                                   "after the output activation, no clamp (identity-output models: rhat = "
+                                   "exp(output) and output.<i> = the raw log-rate output). Eval mode, float32, "
+                                   "no_grad, matmul precision 'highest'. See neurotrain.predict.")
+    p.add_argument("model", help="portable model folder or legacy .ckpt")
+    p.add_argument("--inputs", required=True, help="safetensors file with stim.<i> / behavior.<i> / history.<i>")
+    p.add_argument("--out", required=True, help="safetensors file to write rhat.<i> (and output.<i>) into")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per forward (default 256)")
+    _legacy_model_args(p)
+    p.set_defaults(func=_predict)
     return parser
+
+
+def _legacy_model_args(p) -> None:
+    p.add_argument("--model-config", help="model YAML, for legacy checkpoints without model_config_dict")
+    p.add_argument("--dataset-configs", help="legacy parent dataset YAML (or the folder of per-session YAMLs of "
+                                             "the earliest runs), for session names and cids")
+    p.add_argument("--input-shape", type=int, nargs=4, metavar=("C", "L", "H", "W"),
+                   help="stimulus shape, needed for gru/lstm cores when the dataset configs cannot give it")
 
 
 def main(argv: list[str] | None = None) -> int:

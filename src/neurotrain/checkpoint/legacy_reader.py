@@ -125,6 +125,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._storages: dict[str, torch.Tensor] = {}
 
     def find_class(self, module, name):
+        if module == "__builtin__":  # protocol-2 pickles spell builtins the Python 2 way
+            module = "builtins"
         try:
             return ALLOWED_GLOBALS[(module, name)]
         except KeyError:

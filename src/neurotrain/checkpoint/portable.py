@@ -5,10 +5,19 @@ Layout::
     <folder>/
         model.safetensors        # the model's state_dict (legacy parameter names, no prefix)
         neurotrain_model.json    # schema_version, the resolved model config, the session registry, metrics
+        README.md                # model card (sessions, metrics, provenance, licence, how to load)
 
 Session registry entries: ``name``, ``subject``, ``n_neurons``, ``neuron_ids``, ``mean_rates`` (training-split
 spikes per bin), ``input_shape`` ``[C, L, H, W]``, ``lags``, ``behavior_dim``, ``sampling_rate``.
 The readout order is the registry order. Loading needs neither the training data nor the recipe.
+
+Optional top-level metadata: ``license`` (written into the model card; default
+:data:`DEFAULT_LICENSE`) and ``provenance`` (training: ``recipe``/``epoch``/``global_step``; converted
+legacy checkpoints: ``file``, ``sha256``, ``era``, ``epoch``, ``global_step``, ``hparams``,
+``ignored_keys``, ...).
+
+:func:`from_pretrained` loads a portable folder or a legacy VisionCore ``.ckpt``; :func:`load_portable`
+loads only portable folders.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from neurotrain.checkpoint.atomic import commit_dir, temp_dir_for, write_json_at
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
 META = "neurotrain_model.json"
+CARD = "README.md"
+DEFAULT_LICENSE = "same as the data and code that produced it; set `license` when you share it"
 _REQUIRED = ("schema_version", "model_config", "sessions")
 _SESSION_KEYS = ("name", "subject", "n_neurons")
 
@@ -39,8 +50,11 @@ class CheckpointError(ValueError):
 
 
 def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: dict, sessions: list[dict],
-                  metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write the folder atomically (a crash leaves any previous folder of that name intact)."""
+                  metrics: dict | None = None, extra: dict | None = None, license: str | None = None) -> Path:
+    """Write the folder atomically (a crash leaves any previous folder of that name intact).
+
+    ``extra`` adds top-level metadata keys (e.g. ``provenance``); ``license`` (or ``extra['license']``)
+    is stored as ``license`` and shown in the model card (default :data:`DEFAULT_LICENSE`)."""
     folder = Path(folder)
     tmp = temp_dir_for(folder)
     try:
@@ -56,7 +70,11 @@ def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: d
             "metrics": metrics or {},
             **(extra or {}),
         }
+        if license is not None:
+            meta["license"] = license
+        meta.setdefault("license", DEFAULT_LICENSE)
         write_json_atomic(tmp / META, meta)
+        (tmp / CARD).write_text(model_card(meta, n_parameters=sum(p.numel() for p in model.parameters())))
         return commit_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -108,3 +126,127 @@ def load_portable(folder: str | Path, map_location: str | torch.device = "cpu"):
         raise CheckpointError(weights, (missing or unexpected)[0],
                               f"weights do not match the model config: missing={missing[:5]} unexpected={unexpected[:5]}")
     return model, meta
+
+
+def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu", **legacy_kwargs):
+    """Load a model from a portable folder or a legacy VisionCore ``.ckpt``. Returns ``(model, meta)``.
+
+    A folder goes through :func:`load_portable`. A ``.ckpt`` (any file) goes through
+    :func:`neurotrain.checkpoint.legacy.load_legacy_checkpoint` (``legacy_kwargs``: ``model_config``,
+    ``dataset_configs``, ``input_shape``); its ``meta`` has the same keys as a portable folder's
+    (``model_config``, ``sessions``, ``metrics``, ``provenance``, ``license``), plus ``legacy`` (the
+    :class:`~neurotrain.checkpoint.legacy.LegacyCheckpoint`). The model is in eval mode.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if legacy_kwargs:
+            raise CheckpointError(path, "<arguments>", f"{sorted(legacy_kwargs)} only apply to legacy .ckpt files")
+        model, meta = load_portable(path, map_location=map_location)
+        return model.eval(), meta
+    if not path.exists():
+        raise CheckpointError(path, "<file>", "not found (expected a portable model folder or a legacy .ckpt)")
+    from neurotrain.checkpoint.legacy import legacy_metrics, legacy_provenance, load_legacy_checkpoint
+
+    lc = load_legacy_checkpoint(path, **legacy_kwargs)
+    meta = {"schema_version": SCHEMA_VERSION, "format": "legacy-visioncore-checkpoint",
+            "model_config": lc.model_config, "sessions": lc.sessions, "metrics": legacy_metrics(lc),
+            "provenance": legacy_provenance(lc), "license": DEFAULT_LICENSE, "legacy": lc}
+    return lc.model.to(map_location).eval(), meta
+
+
+# ----------------------------------------------------------------------------------------------
+# model card
+# ----------------------------------------------------------------------------------------------
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _md(v) -> str:
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def _component(cfg: dict, key: str, default: str = "none") -> str:
+    block = cfg.get(key)
+    if isinstance(block, dict):
+        return str(block.get("type", default))
+    return default if block is None else str(block)
+
+
+def model_card(meta: dict, n_parameters: int | None = None) -> str:
+    """The ``README.md`` of a portable folder, from its metadata."""
+    cfg = meta.get("model_config") or {}
+    sessions = meta.get("sessions") or []
+    metrics = meta.get("metrics") or {}
+    prov = meta.get("provenance") or {}
+    title = None
+    if isinstance(prov, dict) and prov.get("file"):
+        title = f"converted from the legacy checkpoint {prov['file']}"
+    elif isinstance(prov, dict) and isinstance(prov.get("recipe"), dict) and prov["recipe"].get("name"):
+        title = str(prov["recipe"]["name"])
+    lines = [f"# neurotrain model{f' ({title})' if title else ''}", "",
+             f"A multi-session model of neural responses ({len(sessions)} session(s), "
+             f"{sum(int(s.get('n_neurons', 0)) for s in sessions)} neurons), written by neurotrain "
+             f"{meta.get('neurotrain_version', __version__)}. Files: `{WEIGHTS}` (weights), `{META}` (config, "
+             "sessions, metrics, provenance), this card.", "", "## Model", ""]
+    lines.append(f"- model_type: `{cfg.get('model_type', 'v1multi')}`; output activation: "
+                 f"`{cfg.get('output_activation', 'none')}`")
+    lines.append("- " + " -> ".join(f"{k} `{_component(cfg, k, 'gaussian' if k == 'readout' else 'none')}`"
+                                     for k in ("adapter", "frontend", "convnet", "modulator", "recurrent", "readout")))
+    if n_parameters is not None:
+        lines.append(f"- parameters: {n_parameters:,}")
+    shape = next((s.get("input_shape") for s in sessions if s.get("input_shape")), None)
+    if shape:
+        lines.append(f"- stimulus input (C, L, H, W): {list(shape)}")
+    beh = (cfg.get("modulator") or {}).get("params") if isinstance(cfg.get("modulator"), dict) else None
+    if _component(cfg, "modulator") != "none":
+        lines.append(f"- behaviour input: {(beh or {}).get('behavior_dim', '?')} values per sample (modulator "
+                     f"`{_component(cfg, 'modulator')}`)")
+
+    lines += ["", "## Sessions (readout order)", ""]
+    per = sorted({k.split("/", 1)[0] for k in metrics if "/" in k and any(k.endswith("/" + str(s.get("name")))
+                                                                        for s in sessions)})
+    head = ["#", "name", "subject", "neurons"] + per
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, s in enumerate(sessions):
+        row = [str(i), _md(s.get("name")), _md(s.get("subject")), str(s.get("n_neurons"))]
+        row += [_fmt(metrics[f"{m}/{s.get('name')}"]) if f"{m}/{s.get('name')}" in metrics else "" for m in per]
+        lines.append("| " + " | ".join(row) + " |")
+
+    lines += ["", "## Validation metrics", ""]
+    overall = {k: v for k, v in metrics.items() if "/" not in k and isinstance(v, (int, float))}
+    if overall:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {_md(k)} | {_fmt(v)} |" for k, v in sorted(overall.items())]
+    else:
+        lines.append("None recorded.")
+
+    lines += ["", "## Data provenance", ""]
+    for i, s in enumerate(sessions):
+        src = s.get("path") or s.get("dataset_config") or "unknown source"
+        lines.append(f"- session {i} `{_md(s.get('name'))}` (subject {_md(s.get('subject'))}): {_md(src)}")
+    if isinstance(prov, dict) and prov.get("sha256"):
+        lines.append(f"- converted from the legacy VisionCore checkpoint `{_md(prov.get('file'))}` "
+                     f"(sha256 `{prov['sha256']}`), layout era {prov.get('era')}, epoch {prov.get('epoch')}, "
+                     f"global step {prov.get('global_step')}; session names from {prov.get('names_from')}")
+        hp = prov.get("hparams") or {}
+        if hp:
+            lines.append("- legacy training settings: " + ", ".join(f"{k}={_md(v)}" for k, v in hp.items()
+                                                                   if k not in ("model_cfg", "cfg_dir")))
+        if prov.get("ignored_keys"):
+            lines.append(f"- {len(prov['ignored_keys'])} dead/duplicate legacy key(s) ignored (listed in `{META}`)")
+    elif isinstance(prov, dict) and ("epoch" in prov or "recipe" in prov):
+        lines.append(f"- trained by neurotrain: epoch {prov.get('epoch')}, global step {prov.get('global_step')} "
+                     f"(the recipe is in `{META}` under provenance.recipe)")
+
+    lines += ["", "## Licence", "", str(meta.get("license") or DEFAULT_LICENSE), "",
+              "## How to load", "", "```python",
+              "from neurotrain.checkpoint.portable import from_pretrained",
+              "model, meta = from_pretrained(\"path/to/this/folder\")   # eval mode, CPU",
+              "names = [s[\"name\"] for s in meta[\"sessions\"]]       # readout i <-> names[i]",
+              "rates = model(stim, i, behavior)                       # stim (B, C, L, H, W), lag 0 = newest",
+              "```", "", "Or from the command line: `neurotrain predict path/to/this/folder --inputs IN.safetensors "
+              "--out OUT.safetensors` (see `neurotrain predict --help`).", ""]
+    return "\n".join(lines)

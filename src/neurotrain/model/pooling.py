@@ -57,10 +57,12 @@ class SESoftPool(nn.Module):
     ``y * se(y)`` where ``se`` (keys ``se.1.*``, ``se.3.*``) gives one gate per (b, c, t).
     """
 
-    def __init__(self, channels: int, stride: int = 2, r: int = 8, use_soft: bool = True):
+    def __init__(self, channels: int, stride: int = 2, r: int = 8, use_soft: bool = True,
+                 temperature: float = 10.0):
         super().__init__()
         self.stride = int(stride)
         self.use_soft = bool(use_soft)
+        self.temperature = float(temperature)
         self.se = _squeeze_excite(channels, int(r))
 
     def _pre(self, frames: torch.Tensor) -> torch.Tensor:
@@ -70,7 +72,7 @@ class SESoftPool(nn.Module):
         b, c, t, h, w = x.shape
         f = x.permute(0, 2, 1, 3, 4).reshape(b * t * c, 1, h, w)
         f = self._pre(f)
-        f = soft_pool2d(f, self.stride) if self.use_soft else F.avg_pool2d(f, 2, self.stride)
+        f = soft_pool2d(f, self.stride, temperature=self.temperature) if self.use_soft else F.avg_pool2d(f, 2, self.stride)
         h2, w2 = f.shape[-2:]
         y = f.reshape(b, t, c, h2, w2).permute(0, 2, 1, 3, 4)
         return y * self.se(y)
@@ -84,8 +86,9 @@ class AABlurSESoftPool(SESoftPool):
     keeps H and W. ``(B, C, T, H, W)`` -> ``(B, C, T, (H - 2) // stride + 1, (W - 2) // stride + 1)``.
     """
 
-    def __init__(self, channels: int, stride: int = 2, r: int = 8, use_soft: bool = True):
-        super().__init__(channels, stride, r, use_soft)
+    def __init__(self, channels: int, stride: int = 2, r: int = 8, use_soft: bool = True,
+                 temperature: float = 10.0):
+        super().__init__(channels, stride, r, use_soft, temperature)
         k = torch.tensor([1.0, 2.0, 1.0])
         self.register_buffer("blur", (torch.outer(k, k) / 16).view(1, 1, 3, 3))
 
@@ -199,7 +202,9 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
         cls = nn.AdaptiveMaxPool3d if ptype == "adaptivemax" else nn.AdaptiveAvgPool3d
         return cls(out)
     if ptype in ("aablur", "se_pool"):
-        p = check_keys(pool_params, ("type", "stride", "r", "use_soft"), path, ignored=("channels",))
+        # `temperature` (neurotrain's key): SoftPool weights exp(x / temperature); legacy used 10 from
+        # 199e0d5 on and 1 before (the legacy-checkpoint loader sets it for such files).
+        p = check_keys(pool_params, ("type", "stride", "r", "use_soft", "temperature"), path, ignored=("channels",))
         if op_dim != 3:
             raise ModelConfigError(f"{path}.type: {ptype!r} pooling needs a 3-D block (temporal "
                                    f"kernel > 1)")
@@ -214,7 +219,10 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
                 f"but receives {c_in} (an activation before it doubles the channels); legacy failed "
                 f"at the first forward")
         cls = AABlurSESoftPool if ptype == "aablur" else SESoftPool
-        return cls(conv_channels, stride=stride, r=r, use_soft=bool(p.get("use_soft", True)))
+        temp = float(p.get("temperature", 10.0))
+        if not temp > 0:
+            raise ModelConfigError(f"{path}.temperature: must be > 0, got {temp}")
+        return cls(conv_channels, stride=stride, r=r, use_soft=bool(p.get("use_soft", True)), temperature=temp)
     if ptype == "locatt":
         p = check_keys(pool_params, ("type", "channels", "chan_window", "spatial_kernel"), path)
         if op_dim != 3:
