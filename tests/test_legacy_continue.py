@@ -89,3 +89,30 @@ def test_training_continues_from_the_legacy_epoch_and_step(legacy_run, capsys):
     assert "continuing legacy run model.ckpt" in out and "epoch 3, step 300" in out
     assert result["epoch"] == 3 and result["global_step"] == 305  # one epoch of 5 steps after step 300
     assert np.isfinite(result["val_bps_overall"])
+
+
+def test_pretrained_components_from_a_legacy_file_really_load_and_stay_frozen(legacy_run, tmp_path, capsys):
+    """Legacy --pretrained_checkpoint loaded nothing and --freeze_vision froze the random init; here the
+    frontend and convnet come from the file, are reported, and do not move while the rest trains."""
+    ckpt_path, recipe = legacy_run
+    ck = read_checkpoint(ckpt_path)
+    recipe.output_dir = str(tmp_path / "pre")
+    recipe.checkpoint.resume = "never"
+    recipe.model.pretrained = str(ckpt_path)
+    recipe.model.pretrained_components = ["frontend", "convnet"]
+    recipe.model.freeze = ["frontend", "convnet"]
+    recipe.train.max_epochs = 1
+    train(recipe)
+    out = capsys.readouterr().out
+    assert "pretrained model.ckpt: loaded frontend" in out and "pretrained model.ckpt: loaded convnet" in out
+    assert "froze frontend, convnet" in out
+    from neurotrain.checkpoint.portable import load_portable
+
+    model, _ = load_portable(tmp_path / "pre" / "checkpoints" / "last")
+    sd = model.state_dict()
+    for k, v in ck["state_dict"].items():
+        key = k[len("model."):]
+        if key.split(".")[0] in ("frontend", "convnet") and not key.endswith("weight.original"):
+            assert torch.equal(sd[key], v), key
+    # only the named components were taken from the file
+    assert not torch.equal(sd["readouts.0.features.weight"], ck["state_dict"]["model.readouts.0.features.weight"])
