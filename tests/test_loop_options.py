@@ -97,7 +97,7 @@ def test_the_time_budget_counts_validation_and_ends_the_run_in_time():
 
 
 def test_early_stopping_and_validation_subsets_in_a_run(tmp_path):
-    recipe = tiny_recipe(tmp_path, train={"max_epochs": 4, "early_stopping_patience": 1,
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 4, "steps_per_epoch": 8, "early_stopping_patience": 1,
                                           "early_stopping_min_delta": 100.0},
                          data={"limit_val_batches": 0.25})
     result = train(load_recipe(recipe))
