@@ -25,6 +25,8 @@ What happens, in order:
    (per session, per subject, overall; oracle bits/spike beside them when the data has true rates).
 7. **Checkpoints:** portable folders for the best ``save_top_k`` by ``val_bps_overall`` and for the
    last epoch, and a resumable state each epoch (and every ``checkpoint.every_n_steps`` steps).
+8. **Stopping:** ``train.max_steps``, SIGTERM/SIGUSR1 (:class:`Preemption`: a resumable state at the
+   current step, then a clean return), early stopping and the time budget (after a validation).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from __future__ import annotations
 import copy
 import math
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -484,6 +488,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     metrics: dict = {}
     clip = tcfg.gradient_clip_val
     stop = False
+    preempt = Preemption()
     for epoch in range(state.epoch, tcfg.max_epochs):
         if state.target_epochs and epoch >= state.target_epochs:
             break  # the time budget's epoch count is reached
@@ -546,11 +551,18 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
                 if tcfg.max_steps is not None and state.global_step >= tcfg.max_steps:
                     stop = True
                     break
+                if preempt.agreed(accelerator):
+                    stop = True
+                    break
         bar.close()
-        if stop and state.batches_in_epoch < batches_per_rank:
-            # Stopped mid-epoch by max_steps: save a resumable state and end without validation.
+        if stop and (preempt.signal is not None or state.batches_in_epoch < batches_per_rank):
+            # Stopped by max_steps or a preemption signal: save a resumable state, end without validation.
+            reason = "max_steps" if preempt.signal is None else f"signal {preempt.signal}"
             sampler.set_position(epoch, state.batches_in_epoch * world)
-            states.save(accelerator, state.global_step, {"epoch": epoch, "reason": "max_steps"})
+            states.save(accelerator, state.global_step, {"epoch": epoch, "reason": reason})
+            if preempt.signal is not None:
+                say(f"[neurotrain] preempted by {preempt.name}: saved a resumable state at step "
+                    f"{state.global_step}; starting the same run again resumes there")
             break
 
         # ------------------------------------------------------------ validation and checkpoints
@@ -574,13 +586,56 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         if stop:
             break
 
+    preempt.restore()
     accelerator.end_training()
     metrics = dict(metrics)
+    if preempt.signal is not None:
+        metrics["preempted"] = preempt.name
     metrics["best"] = [list(b) for b in state.best]
     metrics["output_dir"] = str(out_dir)
     metrics["global_step"] = state.global_step
     metrics["sessions"] = data.registry
     return metrics
+
+
+class Preemption:
+    """SIGTERM and SIGUSR1 (what SLURM sends before a time limit or preemption, with ``--signal``) ask the
+    loop to stop: the handler only records the signal; after every optimizer step all ranks agree (a
+    max-reduce of the flag, so a signal seen by any rank stops every rank at the same step), save a
+    resumable state and return. Handlers are installed only in the main thread and restored at the end.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signal is None else signal.Signals(self.signal).name
+
+    def agreed(self, accelerator) -> bool:
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        flag = torch.tensor([0 if self.signal is None else int(self.signal)], device=accelerator.device)
+        seen = int(accelerator.reduce(flag, "max"))
+        if seen and self.signal is None:
+            self.signal = seen
+        return bool(seen)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
 
 
 def stop_early(state: TrainState, metrics: dict, recipe: Recipe, say) -> bool:
