@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import torch
 from safetensors.torch import load_file
 
 from tests.helpers.tiny import ROOT, tiny_recipe
@@ -47,3 +48,20 @@ def test_recipe_trains_on_two_processes(tmp_path):
     assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
     w = load_file(str(tmp_path / "run" / "checkpoints" / "last" / "model.safetensors"))
     assert len(w) > 10
+
+
+def test_two_ranks_give_the_gradient_of_the_pooled_global_batch(tmp_path):
+    """Rank 0 holds session 0 (5 neurons), rank 1 session 1 (7 neurons): every gradient, including each
+    readout's (used on one rank only), equals one process's on the whole batch; plain DDP averaging of
+    per-rank mean losses would halve the readouts' gradients and weight sessions by their neuron count."""
+    script = ROOT / "tests" / "scripts" / "global_batch_grads.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launch([str(script), str(tmp_path)], tmp_path, 29533)
+    one, two = (load_file(str(tmp_path / f"grads_{w}.safetensors")) for w in (1, 2))
+    assert one.keys() == two.keys() and "readouts.0.features.weight" in one and "readouts.1.features.weight" in one
+    for k in one:
+        assert torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-7), (k, (one[k] - two[k]).abs().max())
+    l1, l2 = (json.loads((tmp_path / f"loss_{w}.json").read_text())["loss"] for w in (1, 2))
+    assert abs(l1 - l2) < 1e-6 * max(1.0, abs(l1))

@@ -224,7 +224,7 @@ def _zero_loss(model, outputs: list[torch.Tensor]) -> torch.Tensor:
     return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
 
 
-def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict | None = None):
+def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict | None = None, accelerator=None):
     """The masked Poisson loss of one micro-batch (a list of per-session sub-batches), plus the model's
     auxiliary loss.
 
@@ -232,6 +232,12 @@ def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict |
     not finite is left out and counted; if none is left the loss is an exact 0 that still has a graph,
     so backward runs on every rank. Returns ``(loss, total, count, n_skipped)`` where
     ``total``/``count`` are the kept NLL sum and entry count (``None`` when nothing was kept).
+
+    On N ranks (``accelerator`` given) the micro-batch is one rank's share of a global batch, and the
+    loss pools the *global* batch: ``N * total / (entry count summed over ranks)``. DDP averages the
+    ranks' gradients, so every parameter gets exactly the gradient of the pooled loss of the global
+    batch on one process; in particular a readout used on a single rank is not scaled down by N, nor
+    weighted by its own rank's entry count (sessions differ in neurons).
 
     Auxiliary loss: after each sub-batch's forward the unwrapped model's ``auxiliary_loss()`` (if the
     model has one) returns a scalar or None and forgets it; the mean of the finite non-None values over
@@ -254,7 +260,13 @@ def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict |
             continue
         total = s if total is None else total + s
         count = c if count is None else count + c
-    loss = _zero_loss(model, outputs) if total is None else total / count.clamp_min(1.0)
+    world = accelerator.num_processes if accelerator is not None else 1
+    if world > 1:
+        mine = count.detach().float() if count is not None else torch.zeros((), device=accelerator.device)
+        pooled = accelerator.reduce(mine.reshape(1).to(accelerator.device), "sum")[0]
+        loss = _zero_loss(model, outputs) if total is None else total * world / pooled.clamp_min(1.0)
+    else:
+        loss = _zero_loss(model, outputs) if total is None else total / count.clamp_min(1.0)
     if aux:
         aux_mean = torch.stack(aux).mean()
         loss = loss + aux_mean
@@ -512,7 +524,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         for batch in train_loader:
             with accelerator.accumulate(model):
                 info: dict = {}
-                loss, total, count, skipped = batch_loss(model, batch, losses, info)
+                loss, total, count, skipped = batch_loss(model, batch, losses, info, accelerator)
                 state.nonfinite_skipped += skipped
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
