@@ -65,3 +65,33 @@ def test_two_ranks_give_the_gradient_of_the_pooled_global_batch(tmp_path):
         assert torch.allclose(one[k], two[k], rtol=1e-4, atol=1e-7), (k, (one[k] - two[k]).abs().max())
     l1, l2 = (json.loads((tmp_path / f"loss_{w}.json").read_text())["loss"] for w in (1, 2))
     assert abs(l1 - l2) < 1e-6 * max(1.0, abs(l1))
+
+
+def test_two_process_resume_mid_epoch_with_the_curriculum_is_bit_identical(tmp_path):
+    """N steps straight versus N/2, stop (a resumable state mid-epoch), start again: identical weights and
+    validation losses, on two processes with the contrast curriculum on."""
+    curriculum = {"sampling": {"curriculum": True, "curriculum_warmup_steps": 10}}
+    runs = {}
+    for name in ("straight", "stopped"):
+        d = tmp_path / name
+        d.mkdir()
+        recipe = tiny_recipe(d, train={"max_epochs": 2, "steps_per_epoch": 8},
+                             data={"cache_dir": str(tmp_path / "data"), **curriculum},
+                             logging={"log_every_n_steps": 1, "progress_bar": False})
+        if name == "stopped":
+            first = launch(["-m", "neurotrain", "train", str(recipe), "train.max_steps=12"], d, 29534)
+            assert "resumed" not in first.stdout
+            second = launch(["-m", "neurotrain", "train", str(recipe)], d, 29535)
+            assert "resumed from" in second.stdout and "step 12" in second.stdout
+        else:
+            launch(["-m", "neurotrain", "train", str(recipe)], d, 29536)
+        rows = [json.loads(x) for x in (d / "run" / "metrics.jsonl").read_text().splitlines()]
+        runs[name] = (
+            [r["val_loss"] for r in rows if "val_loss" in r],
+            {r["step"]: r["train_loss_step"] for r in rows if "train_loss_step" in r},
+            load_file(str(d / "run" / "checkpoints" / "last" / "model.safetensors")),
+        )
+    (va, la, wa), (vb, lb, wb) = runs["straight"], runs["stopped"]
+    assert len(va) == 2 and va == vb
+    assert la == lb and len(la) == 16
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
