@@ -254,7 +254,8 @@ def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict |
         a = aux_fn() if aux_fn is not None else None
         if a is not None and torch.isfinite(a).all():
             aux.append(a.reshape(()))
-        s, c = losses[int(sub["session_idx"])].sums(out, sub["robs"], sub["dfs"])
+        # the loss in fp32 whatever the autocast dtype of the forward (bf16 rates lose ~3 digits)
+        s, c = losses[int(sub["session_idx"])].sums(out.float(), sub["robs"], sub["dfs"])
         if not torch.isfinite(s):
             skipped += 1
             continue
