@@ -16,3 +16,5 @@ test: setup
 
 bench: setup
 	$(PY) bench/bench_loader.py
+	$(PY) bench/bench_sampling.py
+	$(PY) bench/bench_loop.py --quick
