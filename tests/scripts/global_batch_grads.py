@@ -41,3 +41,6 @@ if acc.is_main_process:
     world = acc.num_processes
     save_file(grads, str(out / f"grads_{world}.safetensors"))
     (out / f"loss_{world}.json").write_text(json.dumps({"loss": float(mean_loss)}))
+# leave together: a rank that exits while the other still talks to it aborts in gloo's destructor
+acc.wait_for_everyone()
+acc.end_training()

@@ -42,6 +42,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -86,7 +87,11 @@ def make_train_sampler(recipe: Recipe, data: DataBundle, world: int) -> SessionB
 
 
 def make_accelerator(recipe: Recipe) -> Accelerator:
+    """The run's Accelerator. Accelerate keeps one process-wide state; a second run in the same Python
+    process (the fine-tuning API, a notebook) may ask for another precision, so that state is reset
+    first (the process group, held by ``PartialState``, is kept)."""
     log_with, _ = wandb_tracker_config(recipe)
+    AcceleratorState._reset_state()
     return Accelerator(
         cpu=not torch.cuda.is_available(),
         mixed_precision=recipe.train.mixed_precision,
