@@ -39,12 +39,7 @@ def _cases() -> list[str]:
 CASES = _cases()
 
 
-@pytest.fixture(autouse=True)
-def _highest_precision():
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.set_float32_matmul_precision(old)
+from tests.helpers.precision import _highest_precision  # noqa: F401,E402 - autouse fixture
 
 
 def _fixture(case: str) -> Path:
