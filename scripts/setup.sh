@@ -17,6 +17,6 @@ if ! "$VENV/bin/python" -c "import torch" >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   $PIP install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
-if ! "$VENV/bin/python" -c "import neurotrain, accelerate, datasets, safetensors, wandb, pytest, PIL" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import neurotrain, accelerate, datasets, safetensors, wandb, pytest, PIL, matplotlib" >/dev/null 2>&1; then
   $PIP install -q -e ".[test]"
 fi

@@ -17,6 +17,10 @@ Ingestion (see :mod:`neurotrain.data.ingest`) writes session folders under OUT_D
 
 (``--overwrite`` replaces existing session folders.)
 
+``neurotrain evaluate CHECKPOINT --data RECIPE.yaml [key=value ...]`` scores a trained model (metrics.json,
+sessions.csv, neurons.csv, report/*.png); ``neurotrain noise-ceiling RESPONSES.npy --out DIR`` measures
+the noise ceiling of raw repeats.
+
 ``neurotrain validate RECIPE.yaml|MODEL.yaml [key=value ...] [--input-shape C L H W]`` checks a recipe and
 its model YAML without loading data and prints the shapes flowing between stages (exit code 2 on error).
  Bad input stops with one line naming the argument
@@ -130,6 +134,43 @@ def _predict(args) -> int:
     return 0
 
 
+def _noise_ceiling_args(args) -> dict:
+    return {"min_trials_per_bin": args.min_trials, "min_time_bins": args.min_bins, "n_splits": args.n_splits,
+            "seed": args.seed}
+
+
+def _evaluate(args) -> int:
+    """``neurotrain evaluate CHECKPOINT --data RECIPE.yaml``: metrics JSON/CSV and a report folder."""
+    from neurotrain.evaluation.evaluate import evaluate_checkpoint
+
+    try:
+        evaluate_checkpoint(args.checkpoint, args.data, overrides=args.overrides, split=args.split, out_dir=args.out,
+                            report=not args.no_report, batch_size=args.batch_size,
+                            noise_ceiling=_noise_ceiling_args(args))
+    except _model_io_exceptions() as err:
+        return _model_io_error("evaluate", err)
+    return 0
+
+
+def _noise_ceiling(args) -> int:
+    """``neurotrain noise-ceiling RESPONSES.npy``: split-half noise ceiling of raw repeats."""
+    from neurotrain.evaluation.raw_repeats import write_noise_ceiling
+
+    try:
+        write_noise_ceiling(args.responses, args.out, layout=args.layout, **_noise_ceiling_args(args))
+    except (ValueError, OSError) as err:
+        return _model_io_error("noise-ceiling", err)
+    return 0
+
+
+def _add_noise_ceiling_options(p, min_trials: int) -> None:
+    g = p.add_argument_group("noise ceiling (split-half; legacy: 20 trials per bin, 20 bins, 500 splits)")
+    g.add_argument("--min-trials", type=int, default=min_trials, help=f"valid trials a bin needs (default {min_trials})")
+    g.add_argument("--min-bins", type=int, default=20, help="eligible bins a neuron needs (default 20)")
+    g.add_argument("--n-splits", type=int, default=500, help="random half-splits averaged (default 500)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the half-splits (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -197,6 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256, help="samples per forward (default 256)")
     _legacy_model_args(p)
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("evaluate", help="per-neuron and per-session metrics of a trained model (JSON, CSV, figures)",
+                       description="Bits/spike (per neuron; pooled per session and subject), Pearson correlation, "
+                                   "oracle (synthetic data), and where the split holds repeated stimuli the "
+                                   "split-half noise ceiling (cc_max, cc_norm) and FEVE. Writes metrics.json, "
+                                   "sessions.csv, neurons.csv and report/*.png. See neurotrain.evaluation.evaluate.")
+    p.add_argument("checkpoint", help="portable model folder (e.g. RUN/checkpoints/last) or legacy .ckpt")
+    p.add_argument("--data", required=True, help="recipe YAML whose data section gives the sessions and splits")
+    p.add_argument("overrides", nargs="*", help="key=value overrides of the data recipe")
+    p.add_argument("--split", choices=("val", "train"), default="val", help="which split to score (default val)")
+    p.add_argument("--out", help="output folder (default evaluation/<checkpoint name>-<split>)")
+    p.add_argument("--no-report", action="store_true", help="metrics only, no figures")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per forward (default 256)")
+    _add_noise_ceiling_options(p, 20)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("noise-ceiling", help="noise ceiling of single-trial repeats (no model needed)",
+                       description="Split-half correlation, cc_max and explainable-variance fraction per neuron "
+                                   "from an array of single-trial responses to repeated stimuli (NaN = missing "
+                                   "trial). Writes noise_ceiling.json and noise_ceiling.csv.")
+    p.add_argument("responses", help=".npy file of single-trial responses")
+    p.add_argument("--layout", choices=("neurons,stimuli,repeats", "repeats,stimuli,neurons"),
+                   default="neurons,stimuli,repeats",
+                   help="axis order of the array (default neurons,stimuli,repeats: the Cowley V4 raw files)")
+    p.add_argument("--out", required=True, help="output folder")
+    _add_noise_ceiling_options(p, 4)
+    p.set_defaults(func=_noise_ceiling)
     return parser
 
 

@@ -159,13 +159,14 @@ class Twin:
         return path
 
     def fit(self, sessions=None, *, output_dir: str | Path, unfreeze_at: dict | None = None,
-            holdout_sessions: list | None = None, **sections) -> dict:
+            holdout_sessions: list | None = None, hooks: list = (), **sections) -> dict:
         """Train the twin on ``sessions`` (names or folders; default all) with the usual loop.
 
         ``sections`` update the recipe sections (``data``, ``train``, ``checkpoint``, ``logging``, ``seed``);
         ``unfreeze_at`` maps frozen components to the epoch at which they start training;
         ``holdout_sessions`` (folders) only shape the split: their validation stimuli leave this fit's
-        training data. Returns the loop's final metrics (validation on the fitted sessions).
+        training data. ``hooks``: extra :class:`~neurotrain.training.hooks.Hook` objects for the loop.
+        Returns the loop's final metrics (validation on the fitted sessions).
         """
         from neurotrain.training.train import train
 
@@ -178,7 +179,7 @@ class Twin:
             recipe.model.unfreeze_at = dict(unfreeze_at)
         view = self.model.select_sessions(idx)
         fitted = {j for j, i in enumerate(idx) if self.sessions[i].get("fitted", True)}
-        result = train(recipe, model=view, initialized_readouts=fitted)
+        result = train(recipe, model=view, initialized_readouts=fitted, hooks=list(hooks))
         for attr in ("_neurotrain_frozen", "_neurotrain_frozen_ids"):  # the view may have unfrozen parts
             if hasattr(view, attr):
                 setattr(self.model, attr, getattr(view, attr))

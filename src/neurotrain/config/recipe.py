@@ -191,6 +191,9 @@ class TrainConfig:
     # torch.compile the model's core forward (legacy --compile: inductor, fullgraph, dynamic=False, on
     # the core only, so parameter names and checkpoints are unchanged). false = eager.
     compile: bool = False
+    # Extra loop hooks (neurotrain.training.hooks): "module:Class" or {class: "module:Class", **kwargs};
+    # imported and built before any data is loaded.
+    hooks: list = field(default_factory=list)
 
     def check(self, file, prefix):
         if self.max_epochs < 1:
@@ -253,6 +256,10 @@ class LoggingConfig:
     fast_log_interval: int = 5
     slow_log_interval: int = 10
     log_dataset_idx: int = 7
+    # Timestamped "alive" lines at every loop hook point (legacy Heartbeat callback), and every
+    # `heartbeat_every_n_steps` optimizer steps when set.
+    heartbeat: bool = False
+    heartbeat_every_n_steps: Optional[int] = None
 
     def check(self, file, prefix):
         if self.fast_log_interval < 1:

@@ -21,6 +21,12 @@ session_index]))``, so a (seed, session index) pair fully determines a session):
   linear drive) or a *complex cell* (energy of a quadrature pair of Gabors), a softplus output
   nonlinearity with a random gain and threshold, scaled to a mean rate of 0.05-0.5 spikes per bin,
   and Poisson spike counts. The rates (``true_rates``) are stored for oracle metrics.
+* **Repeats** (``repeat_trials`` = R > 0, default 0): the last R trials replay one clip: the image and
+  the eye trace of trial ``n_trials - R``, so their frames are byte-identical and only the Poisson
+  spikes differ (a fixation-RSVP-like repeat block). The data splits hold such trials out as the
+  *oracle split* and ``neurotrain evaluate`` computes the noise ceiling from them. All random draws
+  are made as without repeats, so every other trial shows the same frames (the rate normalisation,
+  computed over all frames, shifts slightly).
 * **Validity.** About one neuron in five is only recorded for part of the session (a stretch of
   trials at the start or the end is masked out in ``dfs``, and its counts there are 0), as with
   units that appear or are lost during a real recording.
@@ -292,6 +298,7 @@ def simulate_session(
     frame_size: int = DEFAULT_FRAME_SIZE,
     n_trials: int = DEFAULT_N_TRIALS,
     trial_frames: int = DEFAULT_TRIAL_FRAMES,
+    repeat_trials: int = 0,
 ) -> dict[str, Any]:
     """Simulate one session in memory (see the module docstring) and return its arrays.
 
@@ -304,6 +311,8 @@ def simulate_session(
             f"need n_neurons >= 1, n_trials >= 1, trial_frames >= {N_KERNEL_LAGS}, frame_size >= 8 "
             f"(got {n_neurons}, {n_trials}, {trial_frames}, {frame_size})"
         )
+    if not 0 <= repeat_trials <= n_trials or repeat_trials == 1:
+        raise ValueError(f"repeat_trials must be 0 or 2..n_trials ({n_trials}), got {repeat_trials}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(session_index)]))
     fs = SAMPLING_RATE
     T = n_trials * trial_frames
@@ -320,6 +329,12 @@ def simulate_session(
 
     pos_px = _eye_trace(rng, n_trials, trial_frames, fs, max_exc_px=margin - 2.0)
     trial_ids = np.repeat(np.arange(n_trials, dtype=np.int64), trial_frames)
+    if repeat_trials:  # the last R trials replay trial n_trials - R: same image, same eye trace
+        first = n_trials - repeat_trials
+        clip = pos_px[first * trial_frames : (first + 1) * trial_frames].copy()
+        for k in range(first + 1, n_trials):
+            images[k] = images[first]
+            pos_px[k * trial_frames : (k + 1) * trial_frames] = clip
     frames_f = _render_frames(images, trial_ids, pos_px, frame_size)
     frames = np.clip(np.rint(frames_f), 0, 255).astype(np.uint8)
     del frames_f, images
@@ -414,11 +429,13 @@ def generate_session(
     frame_size: int = DEFAULT_FRAME_SIZE,
     n_trials: int = DEFAULT_N_TRIALS,
     trial_frames: int = DEFAULT_TRIAL_FRAMES,
+    repeat_trials: int = 0,
     overwrite: bool = False,
 ) -> Path:
     """Simulate one session and write it to ``path`` with :func:`write_session`.
 
-    The data depend only on (seed, session_index, n_neurons, frame_size, n_trials, trial_frames);
+    The data depend only on (seed, session_index, n_neurons, frame_size, n_trials, trial_frames,
+    repeat_trials);
     name and subject are labels. ``extra_meta`` records the generator parameters, their hash
     (``generator_hash``) and the ground-truth neuron parameters.
     """
@@ -427,9 +444,11 @@ def generate_session(
         "frame_size": int(frame_size), "n_trials": int(n_trials), "trial_frames": int(trial_frames),
         "name": str(name), "subject": str(subject),
     }
+    if repeat_trials:  # only when used, so existing sessions keep their hash
+        params["repeat_trials"] = int(repeat_trials)
     sim = simulate_session(
         seed=seed, session_index=session_index, n_neurons=n_neurons, frame_size=frame_size,
-        n_trials=n_trials, trial_frames=trial_frames,
+        n_trials=n_trials, trial_frames=trial_frames, repeat_trials=repeat_trials,
     )
     extra = {
         "synthetic": True,
@@ -459,6 +478,7 @@ def generate_demo_sessions(
     n_trials: int = DEFAULT_N_TRIALS,
     trial_frames: int = DEFAULT_TRIAL_FRAMES,
     neurons: Sequence[int] = DEFAULT_NEURONS,
+    repeat_trials: int = 0,
 ) -> list[Path]:
     """Write ``n_sessions`` demo sessions to ``out_dir/<name>`` and return their paths.
 
@@ -481,6 +501,8 @@ def generate_demo_sessions(
             "seed": int(seed), "session_index": i, "n_neurons": n_neu, "frame_size": int(frame_size),
             "n_trials": int(n_trials), "trial_frames": int(trial_frames), "name": name, "subject": subject,
         }
+        if repeat_trials:
+            params["repeat_trials"] = int(repeat_trials)
         want = _params_hash(params)
         path = out_dir / name
         if path.exists():
@@ -498,7 +520,8 @@ def generate_demo_sessions(
                 continue
         generate_session(
             path, name=name, subject=subject, n_neurons=n_neu, seed=seed, session_index=i,
-            frame_size=frame_size, n_trials=n_trials, trial_frames=trial_frames, overwrite=True,
+            frame_size=frame_size, n_trials=n_trials, trial_frames=trial_frames, repeat_trials=repeat_trials,
+            overwrite=True,
         )
         paths.append(path)
     return paths

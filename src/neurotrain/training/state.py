@@ -19,6 +19,7 @@ class TrainState:
     elapsed_s: float = 0.0                   # time budget: seconds of training + validation so far
     epochs_timed: int = 0                    # time budget: epochs that elapsed_s covers
     target_epochs: int = 0                   # time budget: epochs that fit in it (0 = recipe's max_epochs)
+    hooks: dict = field(default_factory=dict)  # loop hooks' own state, by hook name (plain values)
 
     def state_dict(self) -> dict:
         return asdict(self)

@@ -56,6 +56,7 @@ from neurotrain.data.multisession import cast_stim, group_collate
 from neurotrain.data.curriculum import ContrastWeightedSampler
 from neurotrain.data.sampler import SessionBatchSampler
 from neurotrain.model import ModelConfigError, build_model
+from neurotrain.training.hooks import Hook, Hooks, LoopContext, default_hooks, recipe_hooks
 from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
 from neurotrain.training.loss import SessionLoss, clamp_rates
 from neurotrain.training.metrics import MomentStats, PoissonStats, summarize, summarize_continuous
@@ -360,7 +361,7 @@ def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
     tqdm.write("\n".join(lines))
 
 
-def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_readouts=()) -> dict:
+def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_readouts=(), hooks: list[Hook] = ()) -> dict:
     """Run the recipe; returns the last validation metrics (with ``best``, ``output_dir``, ``global_step``
     and ``sessions``, the session registry in readout order).
 
@@ -368,6 +369,8 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     follow the data's sessions in order (the fine-tuning API passes one, possibly with frozen parts);
     by default the model is built from ``recipe.model.config``. ``initialized_readouts``: indices of
     readouts that are already trained, whose biases are not reset from the data's mean rates.
+    ``hooks``: extra :class:`~neurotrain.training.hooks.Hook` objects, called after the built-in ones
+    and those named in ``train.hooks``.
     """
     accelerator = make_accelerator(recipe)
     set_seed(recipe.seed)
@@ -387,6 +390,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         reg_specs = parse_regularization(model_config)  # checked before the data are built
     except RegularizationError as err:
         raise model_error(model_file, err) from None
+    extra_hooks = recipe_hooks(recipe) + list(hooks)  # imported and built before the data are
     data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
     check_data_fits_model(model_config, data, model_file)
     try:
@@ -444,9 +448,6 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     )
     if tcfg.compile:  # the core only, as legacy did: parameter names and checkpoints are unchanged
         model.core_forward = torch.compile(model.core_forward, dynamic=False)
-    if recipe.logging.model_logging:
-        say("[neurotrain] logging.model_logging (legacy --enable_logging): model pictures and periodic "
-            "evaluations are not produced by this version; metrics go to metrics.jsonl (and wandb)")
 
     # ---------------------------------------------------------------- resume or start
     states = StateManager(out_dir / "state", recipe.checkpoint.keep_last_states)
@@ -501,6 +502,11 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         for r in regs:
             shown = ", ".join(r.names[:4]) + (f", ... ({len(r.names)} tensors)" if len(r.names) > 4 else "")
             tqdm.write(f"[neurotrain] regularizer {r.name} ({r.type}) on {shown or 'nothing trainable'}")
+    hooks = Hooks(default_hooks(recipe, regs) + extra_hooks)
+    ctx = LoopContext(recipe=recipe, accelerator=accelerator, model=model, raw=raw, data=data, optimizer=optimizer,
+                      scheduler=scheduler, sampler=sampler, state=state, logger=logger, say=say,
+                      steps_per_epoch=steps_per_epoch, epoch=state.epoch)
+    hooks.on_train_start(ctx)
 
     # ---------------------------------------------------------------- epochs
     metrics: dict = {}
@@ -510,11 +516,10 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     for epoch in range(state.epoch, tcfg.max_epochs):
         if state.target_epochs and epoch >= state.target_epochs:
             break  # the time budget's epoch count is reached
-        epoch_start = time.monotonic()
+        ctx.epoch, ctx.epoch_start = epoch, time.monotonic()
         if state.epoch != epoch:
             state.epoch, state.batches_in_epoch = epoch, 0
         sampler.set_epoch(epoch)
-        sampler.set_step(state.global_step)  # the curriculum anchors this epoch's schedule here
         train_loader.set_epoch(epoch)
         due = [c for c, e in unfreeze_at.items()
                if epoch >= int(e) and set(resolve_components([c])) & set(frozen_components(raw))]
@@ -525,6 +530,8 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         hold_frozen_in_eval(raw)
         bar = tqdm(total=batches_per_rank, initial=state.batches_in_epoch, desc=f"epoch {epoch}",
                    disable=not (is_main and recipe.logging.progress_bar), leave=False, dynamic_ncols=True)
+        ctx.bar = bar
+        hooks.on_epoch_start(ctx)  # the curriculum anchors this epoch's schedule on the current step here
         run_loss = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
         reg_values: dict = {}
         for batch in train_loader:
@@ -551,16 +558,8 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
             if accelerator.sync_gradients:
                 scheduler.step()
                 state.global_step += 1
-                sampler.set_step(state.global_step)
-                if state.global_step % recipe.logging.log_every_n_steps == 0:
-                    step_loss = float(total.detach() / count.clamp_min(1.0)) if total is not None else 0.0
-                    bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
-                    row = {"train_loss_step": step_loss, "lr": scheduler.get_last_lr()[-1], "epoch": epoch}
-                    if "aux_loss" in info:
-                        row["aux_loss"] = info["aux_loss"]
-                    row.update({f"reg/{k}": v for k, v in reg_values.items()})
-                    row.update({f"reg_lambda/{k}": v for k, v in regs.lambdas(epoch).items()})
-                    logger.log(row, step=state.global_step)
+                ctx.step = {"total": total, "count": count, "info": info, "reg": reg_values}
+                hooks.on_step_end(ctx)  # curriculum step, step logging, user hooks
                 every = recipe.checkpoint.every_n_steps
                 end_of_epoch = state.batches_in_epoch >= batches_per_rank  # the epoch-end save follows
                 if every and state.global_step % every == 0 and not end_of_epoch:
@@ -593,11 +592,11 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
                         "lr": scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped})
         logger.log(metrics, step=state.global_step)
-        if is_main:
-            print_table(metrics, data, epoch)
+        ctx.metrics = metrics
+        hooks.on_validation_end(ctx)  # the epoch table, user hooks
         save_models(raw, accelerator, recipe, data, model_config, metrics, state, epoch)
-        stop = stop_early(state, metrics, recipe, say) or stop
-        stop = spend_time_budget(state, accelerator, epoch_start, epoch, recipe, scheduler, steps_per_epoch, say) or stop
+        hooks.on_epoch_end(ctx)  # early stopping, time budget, model logging, user hooks
+        stop = stop or ctx.stop_reason is not None
         state.epoch, state.batches_in_epoch = epoch + 1, 0
         sampler.set_position(epoch + 1, 0)
         states.save(accelerator, state.global_step, {"epoch": epoch + 1})
@@ -605,6 +604,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
             break
 
     preempt.restore()
+    hooks.on_train_end(ctx)
     accelerator.end_training()
     metrics = dict(metrics)
     if preempt.signal is not None:

@@ -1,0 +1,228 @@
+"""``neurotrain evaluate CHECKPOINT --data RECIPE``: score a trained twin on a data split.
+
+    neurotrain evaluate runs/v4_cowley/checkpoints/last --data recipes/v4_cowley.yaml
+    neurotrain evaluate old_run/last.ckpt --data recipes/demo.yaml --split val --out eval/old
+
+The data are the recipe's ``data`` section (importer, sessions, splits: the same trial-block splits
+training used, so ``--split val`` is held-out data). Every data session must be one of the checkpoint's
+sessions (matched by name, neuron counts checked); checkpoint sessions without data are skipped.
+
+Written to ``--out`` (default ``evaluation/<checkpoint name>-<split>``):
+
+* ``metrics.json``: ``overall``, ``sessions`` (one row each) and ``neurons`` (one row per neuron), with
+  the checkpoint, data recipe, split and noise-ceiling settings;
+* ``sessions.csv`` and ``neurons.csv``: the same rows as tables;
+* ``report/``: PNG figures (learning curves when the run's ``metrics.jsonl`` is found next to the
+  checkpoint, per-session bits/spike, readout positions, frontend kernels and first-layer filters,
+  model receptive fields, predicted versus observed); ``--no-report`` skips them.
+
+Metrics: :mod:`neurotrain.evaluation.metrics_table`. Noise ceilings are computed for sessions whose
+split holds repeated stimuli (the oracle split); thresholds default to the legacy rules (>= 20 trials
+per bin, >= 20 bins) and can be lowered for few-repeat designs (``--min-trials``, ``--min-bins``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neurotrain.config.typed import ConfigError
+from neurotrain.evaluation.metrics_table import (neuron_metrics, overall_summary, session_summary,
+                                                 subject_stats)
+from neurotrain.evaluation.predictions import collect_predictions, repeat_arrays
+
+SPLITS = ("val", "train")
+
+
+def _clean(x):
+    """JSON-friendly: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(float(x)) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def match_sessions(model_sessions: list[str], data_names: list[str], source, checkpoint) -> list[int]:
+    """The model's readout index for each data session (by name)."""
+    out = []
+    for name in data_names:
+        if name not in model_sessions:
+            raise ConfigError(source, "data", f"session {name!r} is not one of the checkpoint's sessions "
+                                              f"({checkpoint}: {', '.join(model_sessions)})")
+        out.append(model_sessions.index(name))
+    return out
+
+
+def evaluate_model(model, data, *, split: str = "val", readout_of: list[int] | None = None,
+                   batch_size: int = 256, device: str | torch.device = "cpu", noise_ceiling: dict | None = None):
+    """Score ``model`` on ``split`` of ``data`` (a :class:`~neurotrain.data.build.DataBundle`).
+
+    Returns ``(result, predictions)``: ``result`` has ``overall``, ``sessions`` and ``neurons`` (rows of
+    plain values, NaN kept as float NaN); ``predictions`` the per-session
+    :class:`~neurotrain.evaluation.predictions.SessionPredictions`. ``noise_ceiling``: keyword arguments
+    of :func:`neurotrain.evaluation.noise_ceiling.noise_ceiling` (``min_trials_per_bin``,
+    ``min_time_bins``, ``n_splits``, ``seed``).
+    """
+    from neurotrain.evaluation.noise_ceiling import noise_ceiling as ceiling
+    from neurotrain.training.train import session_losses
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    dataset = data.val if split == "val" else data.train
+    losses = session_losses(data, model.log_input)
+    preds = collect_predictions(model, dataset, losses, readout_of, batch_size=batch_size, device=device)
+    nc_kw = dict(noise_ceiling or {})
+    sessions, neurons, by_subject = [], [], {}
+    for i, p in enumerate(preds):
+        per = neuron_metrics(p)
+        reps = repeat_arrays(data.sessions[i], p, data.oracle_trials[i]) if data.oracle_trials[i] else None
+        nc_row = {}
+        if reps is not None:
+            R, P, n_bins = reps
+            nc = ceiling(R, P, **nc_kw)
+            for key in ("cc_abs", "cc_half", "cc_max", "cc_norm", "ev_fraction", "feve"):
+                if key in nc:
+                    per[key] = np.asarray(nc[key], dtype=np.float64)
+            nc_row = {"repeat_bins": n_bins, "repeats_max": int(R.shape[0])}
+        row = session_summary(p, per)
+        row.update(nc_row)
+        sessions.append(row)
+        st = subject_stats(p)
+        if st is not None:
+            by_subject.setdefault(p.subject, []).append(st)
+        for u in range(p.n_neurons):
+            r = {"session": p.name, "neuron": u, "neuron_id": int(p.neuron_ids[u]) if len(p.neuron_ids) > u else u}
+            r.update({k: (v[u].item() if hasattr(v[u], "item") else v[u]) for k, v in per.items()})
+            neurons.append(r)
+    result = {"split": split, "overall": overall_summary(sessions, by_subject), "sessions": sessions, "neurons": neurons}
+    return result, preds
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()})
+
+
+def write_results(result: dict, out_dir: Path) -> list[Path]:
+    """``metrics.json``, ``sessions.csv``, ``neurons.csv`` in ``out_dir``; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "metrics.json", out_dir / "sessions.csv", out_dir / "neurons.csv"]
+    paths[0].write_text(json.dumps(_clean(result), indent=1))
+    _write_csv(paths[1], result["sessions"])
+    _write_csv(paths[2], result["neurons"])
+    return paths
+
+
+def format_table(result: dict) -> str:
+    """The per-session table printed by ``neurotrain evaluate``."""
+    nan = float("nan")
+    cols = [("bps", "bits/spk"), ("oracle_bps", "oracle"), ("fraction_of_oracle", "fraction"), ("corr", "corr"),
+            ("r2", "R^2"), ("cc_max", "cc_max"), ("cc_norm", "cc_norm"), ("feve", "FEVE")]
+    cols = [(k, h) for k, h in cols if any(k in s for s in result["sessions"])]
+    lines = [f"{'session':<28} {'neurons':>7} {'samples':>7} " + " ".join(f"{h:>8}" for _, h in cols)]
+    for s in result["sessions"]:
+        lines.append(f"{s['session']:<28} {s['n_neurons']:>7} {s['n_samples']:>7} "
+                     + " ".join(f"{s.get(k, nan):>8.4f}" for k, _ in cols))
+    o = result["overall"]
+    lines.append(f"{'overall (mean of sessions)':<28} {o['n_neurons']:>7} {'':>7} "
+                 + " ".join(f"{o.get(k, nan):>8.4f}" for k, _ in cols))
+    return "\n".join(lines)
+
+
+def find_run_metrics(checkpoint: Path) -> Path | None:
+    """The training run's ``metrics.jsonl`` (a checkpoint lives in ``<run>/checkpoints/...``), if found."""
+    for parent in list(checkpoint.resolve().parents)[:4]:
+        if (parent / "metrics.jsonl").is_file():
+            return parent / "metrics.jsonl"
+    return None
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash
+    return rows
+
+
+def write_report(out_dir: Path, model, data, result: dict, preds, run_metrics: Path | None,
+                 readout_of: list[int]) -> list[Path]:
+    """The evaluation figures (see the module docstring) into ``out_dir``."""
+    from neurotrain.evaluation import plots
+
+    per_session = [{"name": s["session"], "bps": s.get("bps", float("nan")), "oracle_bps": s.get("oracle_bps"),
+                    "corr": s.get("corr")} for s in result["sessions"]]
+    view = model.select_sessions(readout_of) if hasattr(model, "select_sessions") else model
+    info = data.registry[0]
+    return plots.write_report(
+        out_dir, rows=read_jsonl(run_metrics) if run_metrics else None, per_session=per_session, model=view,
+        session_names=list(data.names),
+        predictions={p.name: {"pred": p.pred, "robs": p.target, "dfs": p.dfs} for p in preds},
+        input_shape=tuple(info["input_shape"]), behavior_dim=int(info.get("behavior_dim", 0)),
+    )
+
+
+def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str = "val", out_dir=None,
+                        report: bool = True, batch_size: int = 256, noise_ceiling: dict | None = None,
+                        say=print) -> dict:
+    """Load ``checkpoint`` (portable folder or legacy ``.ckpt``), build the data of ``data_recipe``, score
+    the split, write the results (and figures) and return the result dict (with ``out_dir``)."""
+    from neurotrain.checkpoint.portable import from_pretrained
+    from neurotrain.config.recipe import load_recipe
+    from neurotrain.data.build import build_data
+
+    checkpoint = Path(checkpoint)
+    recipe = load_recipe(data_recipe, list(overrides or []))
+    legacy_kw = {}
+    if not checkpoint.is_dir():
+        legacy_kw = {"dataset_configs": recipe.resolve(recipe.data.legacy_config)} if recipe.data.legacy_config else {}
+    model, meta = from_pretrained(checkpoint, **legacy_kw)
+    model.float()
+    data = build_data(recipe, history_lags=int(getattr(model, "history_lags", 0) or 0))
+    names = [s["name"] for s in meta["sessions"]]
+    readout_of = match_sessions(names, data.names, recipe.source, checkpoint)
+    for j, i in enumerate(readout_of):
+        if model.session_neurons[i] != data.n_neurons[j]:
+            raise ConfigError(recipe.source, "data", f"session {data.names[j]!r} has {data.n_neurons[j]} neurons, "
+                                                     f"the checkpoint's readout {model.session_neurons[i]}")
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        result, preds = evaluate_model(model, data, split=split, readout_of=readout_of, batch_size=batch_size,
+                                       noise_ceiling=noise_ceiling)
+    finally:
+        torch.set_float32_matmul_precision(old)
+    result.update({"checkpoint": str(checkpoint), "data": str(recipe.source), "overrides": list(overrides or []),
+                   "noise_ceiling_settings": dict(noise_ceiling or {}),
+                   "checkpoint_metrics": {k: v for k, v in (meta.get("metrics") or {}).items()
+                                          if isinstance(v, (int, float))}})
+    out = Path(out_dir) if out_dir else Path("evaluation") / f"{checkpoint.name}-{split}"
+    paths = write_results(result, out)
+    say(format_table(result))
+    if report:
+        paths += write_report(out / "report", model, data, result, preds, find_run_metrics(checkpoint), readout_of)
+    say(f"[neurotrain] wrote {', '.join(p.name for p in paths[:3])} and {len(paths) - 3} figures to {out}")
+    result["out_dir"] = str(out)
+    return result
