@@ -45,26 +45,23 @@ def _recipe(out: Path, name: str, sessions: list[str], epochs: int, holdout: lis
     return path
 
 
-def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/finetune_v4", epochs: int = 30,
-        ft_epochs: int = 15, new_session: str = NEW_SESSION, cache_dir: str | Path | None = None) -> dict:
-    from neurotrain.config import load_recipe
+def import_stores(data_dir: str | Path, cache: Path) -> list[str]:
+    """Import the 9 sessions (56 x 56 luminance) into ``cache`` once; their folders, in session order."""
     from neurotrain.data.build import IMPORTERS
-    from neurotrain.data.ingest import COWLEY_V4_SESSIONS
+
+    return [str(p) for p in IMPORTERS["cowley_v4"](Path(data_dir), cache, image_size=56)]
+
+
+def pretrain_and_finetune(out: Path, stores: list[str], new: str, epochs: int, ft_epochs: int):
+    """Steps 2 and 3: pretrain on every store but ``new`` (which only shapes the split), then fit a new
+    adapter + readout for ``new`` on the frozen core. Returns ``(pretrain metrics, fine-tune metrics,
+    twin folder)``."""
+    from neurotrain.config import load_recipe
     from neurotrain.finetune import Twin
     from neurotrain.training.train import train
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cache_dir) if cache_dir else out / "data"
-    stores = [str(p) for p in IMPORTERS["cowley_v4"](Path(data_dir), cache, image_size=56)]
-    ids = [str(s) for s in COWLEY_V4_SESSIONS]
-    new = stores[ids.index(new_session)]
     others = [s for s in stores if s != new]
-    new_name = Path(new).name
-
-    joint = train(load_recipe(_recipe(out, "joint", stores, epochs)))
     pre = train(load_recipe(_recipe(out, "pretrain", others, epochs, holdout=[new])))
-
     twin = Twin.from_pretrained(Path(pre["output_dir"]) / "checkpoints" / "last")
     twin.add_sessions([new])
     twin.freeze("core")
@@ -73,6 +70,23 @@ def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/finetune_v4
                   train={"max_epochs": ft_epochs, "lr": 1e-2, "weight_decay": 1e-4, "lr_scheduler": "cosine_warmup",
                          "warmup_epochs": 1})
     twin.save_pretrained(out / "finetune" / "twin")
+    return pre, ft, out / "finetune" / "twin"
+
+
+def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/finetune_v4", epochs: int = 30,
+        ft_epochs: int = 15, new_session: str = NEW_SESSION, cache_dir: str | Path | None = None) -> dict:
+    from neurotrain.config import load_recipe
+    from neurotrain.data.ingest import COWLEY_V4_SESSIONS
+    from neurotrain.training.train import train
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stores = import_stores(data_dir, Path(cache_dir) if cache_dir else out / "data")
+    new = stores[[str(s) for s in COWLEY_V4_SESSIONS].index(new_session)]
+    new_name = Path(new).name
+
+    joint = train(load_recipe(_recipe(out, "joint", stores, epochs)))
+    pre, ft, _ = pretrain_and_finetune(out, stores, new, epochs, ft_epochs)
 
     result = {
         "new_session": new_name,

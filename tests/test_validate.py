@@ -97,3 +97,6 @@ def test_a_recipe_is_validated_with_its_declared_input(tmp_path, capsys):
     # a recipe-level typo is reported before the model is looked at
     with pytest.raises(ConfigError, match=r"model\.input_shap"):
         validate(path, ["model.input_shap=[1,2,3,4]"])
+    # a loop hook that cannot be imported is reported by validate too
+    with pytest.raises(ConfigError, match=r"train\.hooks\[0\].*cannot import"):
+        validate(path, ["train.hooks=[my_lab.nothing:Hook]"])

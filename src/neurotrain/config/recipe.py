@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 import os
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
@@ -193,7 +193,7 @@ class TrainConfig:
     compile: bool = False
     # Extra loop hooks (neurotrain.training.hooks): "module:Class" or {class: "module:Class", **kwargs};
     # imported and built before any data is loaded.
-    hooks: list = field(default_factory=list)
+    hooks: list[Any] = field(default_factory=list)
 
     def check(self, file, prefix):
         if self.max_epochs < 1:

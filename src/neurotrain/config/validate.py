@@ -140,6 +140,9 @@ def validate(path: str | Path, overrides: list[str] | None = None, input_shape=N
     raw = load_yaml_mapping(path)
     if _RECIPE_KEYS & set(raw) and "model_type" not in raw:
         recipe = load_recipe(path, overrides)
+        from neurotrain.training.hooks import recipe_hooks
+
+        recipe_hooks(recipe)  # train.hooks: importable Hook subclasses that accept their arguments
         shape = tuple(input_shape) if input_shape else _declared_input(recipe)
         model_cfg = load_model_yaml(recipe)
         return validate_model_config(model_cfg, recipe.resolve(recipe.model.config), shape,
