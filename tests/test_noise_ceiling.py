@@ -456,3 +456,15 @@ def test_cowley_201016_noise_ceiling():
     n_eff = 1.0 / np.mean(1.0 / n_valid[:, 0])
     snr = ev / (1 - ev)
     np.testing.assert_allclose(cm, np.sqrt(snr / (snr + 1.0 / n_eff)), atol=0.03)
+
+
+def test_variance_measures_need_min_time_bins_like_the_correlations():
+    rng = np.random.default_rng(3)
+    mu = rng.gamma(2.0, 1.0, size=(30, 2))
+    R = mu[None] + rng.normal(0, 1.0, size=(6, 30, 2))
+    R[1:, 5:, 1] = np.nan  # unit 1: bins 5.. keep a single trial, so only 5 bins have >= 2 trials
+    out = noise_ceiling(R, mu, min_trials_per_bin=2, min_time_bins=10, n_splits=20)
+    assert np.isfinite(out["feve"][0]) and np.isfinite(out["ev_fraction"][0])
+    assert np.isnan(out["feve"][1]) and np.isnan(out["ev_fraction"][1]) and np.isnan(out["total_var"][1])
+    loose = noise_ceiling(R, mu, min_trials_per_bin=2, min_time_bins=5, n_splits=20)
+    assert np.isfinite(loose["feve"][1])

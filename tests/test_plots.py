@@ -378,3 +378,12 @@ def test_write_report_skips_a_failing_figure_with_a_warning(tmp_path):
     with pytest.raises(ValueError):
         P.write_report(tmp_path, predictions={"bad": {"pred": np.zeros((3, 2)),
                                                       "robs": np.zeros((4, 2))}}, strict=True)
+
+
+def test_receptive_fields_of_a_static_image_model_have_no_temporal_panel(tmp_path):
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "models" / "v4_static_resnet.yaml").read_text())
+    model = build_model(cfg, n_neurons=[4], input_shape=(1, 1, 24, 24))
+    fig, grads = P.receptive_fields(model, 0, (1, 1, 24, 24), n_neurons=3, n_samples=1)
+    assert grads.shape == (3, 1, 1, 24, 24) and np.abs(grads).sum() > 0
+    assert len(fig.axes) == 3  # one map per neuron, nothing else
+    assert _saved(fig, tmp_path / "rf.png").stat().st_size > 2000

@@ -466,7 +466,7 @@ def noise_ceiling(R, P=None, **cc_kwargs) -> dict:
     **cc_kwargs : ``min_trials_per_bin`` (default 20), ``min_time_bins`` (20), ``n_splits`` (500),
         ``seed`` (0) -- the split-half / CC_norm rules of :func:`cc_norm`, applied to ``cc_half`` and
         ``cc_max`` also when ``P`` is None. Explainable variance and FEVE use every bin with >= 2
-        valid trials.
+        valid trials, and are NaN for units with fewer than ``min_time_bins`` such bins.
 
     Returns
     -------
@@ -502,6 +502,12 @@ def noise_ceiling(R, P=None, **cc_kwargs) -> dict:
             cc_norm=cn["cc_norm"],
             feve=feve(R, P),
         )
+    # Variance-based measures need as many bins as the correlations: a handful of repeated bins
+    # gives a meaningless FEVE (its denominator is a small difference of two noisy variances).
+    few = ((~np.isnan(R)).sum(axis=0) >= 2).sum(axis=0) < mtb
+    for k in ("total_var", "noise_var", "ev_fraction", "feve"):
+        if k in out:
+            out[k] = np.where(few, np.nan, np.asarray(out[k], dtype=np.float64))
 
     float_keys = [k for k, v in out.items() if k != "n_bins" and np.asarray(v).dtype.kind == "f"]
     n_units = R.shape[2]

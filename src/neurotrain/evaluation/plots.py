@@ -662,8 +662,9 @@ def _rf_figure(grads: np.ndarray, session_idx: int, noise_std: float) -> Figure:
         return fig
     _, c, lags, h, w = grads.shape
     rows, cols = _grid_shape(n, 8)
-    fig = _figure(min(1.6 * cols + 1.0, 14), 1.7 * rows + 2.8)
-    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.0] * rows + [1.5])
+    static = lags == 1  # one frame per sample (static images): no temporal profile to draw
+    fig = _figure(min(1.6 * cols + 1.0, 14), 1.7 * rows + (0.6 if static else 2.8))
+    gs = fig.add_gridspec(rows + (0 if static else 1), cols, height_ratios=[1.0] * rows + ([] if static else [1.5]))
     cmap = colormaps["viridis"]
     profiles = []
     for u in range(n):
@@ -686,6 +687,9 @@ def _rf_figure(grads: np.ndarray, session_idx: int, noise_std: float) -> Figure:
         peak = np.unravel_index(int((g[ch] ** 2).sum(axis=0).argmax()), (h, w))
         prof = g[ch, :, peak[0], peak[1]]
         profiles.append(prof / (np.abs(prof).max() or 1.0))
+    if static:
+        fig.suptitle(f"gradient receptive fields, session {session_idx} (grey + noise std {noise_std:g})", fontsize=10)
+        return fig
     tax = fig.add_subplot(gs[rows, :])
     norm = Normalize(vmin=0, vmax=max(n - 1, 1))
     drawn = False

@@ -296,6 +296,10 @@ class ModelLogging(Hook):
                 ctx.say(f"[neurotrain] model logging: log_dataset_idx {self.session_idx} is past the {n} sessions; "
                         f"using session 0 ({ctx.data.names[0]})")
                 self.session_idx = 0
+            if str(ctx.accelerator.distributed_type).endswith("FSDP"):
+                ctx.say("[neurotrain] model logging: off under FSDP (the main process does not hold whole weights "
+                        "between steps); use neurotrain evaluate on the saved checkpoints")
+                return
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurotrain-model-logging")
 
     def on_validation_end(self, ctx: LoopContext) -> None:
@@ -333,7 +337,14 @@ class ModelLogging(Hook):
         self._pool = None
 
     def _snapshot(self, ctx: LoopContext, slow: bool) -> dict:
-        model = copy.deepcopy(ctx.raw).to("cpu").float().eval()
+        # A compiled core_forward (train.compile) is an instance attribute: leave it out of the copy,
+        # which then runs eagerly.
+        compiled = ctx.raw.__dict__.pop("core_forward", None)
+        try:
+            model = copy.deepcopy(ctx.raw).to("cpu").float().eval()
+        finally:
+            if compiled is not None:
+                ctx.raw.core_forward = compiled
         for p in model.parameters():
             p.requires_grad_(False)
         info = ctx.data.registry[0]
