@@ -38,9 +38,15 @@ def test_every_training_sample_is_drawn_once_per_epoch_across_two_ranks(tmp_path
 
 
 def test_recipe_trains_on_two_processes(tmp_path):
-    recipe = tiny_recipe(tmp_path, train={"max_epochs": 2})
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 2},
+                         logging={"model_logging": True, "fast_log_interval": 1, "slow_log_interval": 2,
+                                  "log_dataset_idx": 1, "heartbeat": True, "progress_bar": False})
     proc = launch(["-m", "neurotrain", "train", str(recipe)], tmp_path, 29532)
     assert "2 process(es)" in proc.stdout
+    assert proc.stdout.count("training begins") == 1  # hooks print on the main process only
+    # figures drawn by the main process's background thread, none lost at the end of the run
+    assert len(list((tmp_path / "run" / "model_logs" / "epoch_000").glob("*.png"))) == 4
+    assert len(list((tmp_path / "run" / "model_logs" / "epoch_001").glob("*.png"))) == 6
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in rows if "val_bps_overall" in r]
     assert [r["epoch"] for r in epochs] == [0, 1]  # logged once, by the main process
