@@ -33,11 +33,11 @@ def test_v4_results_on_a_small_budget(tmp_path):
     assert (out / "finetune" / "twin" / "model.safetensors").is_file()
 
     rows = {s["session"]: s for s in r["sessions"]}
-    assert len(rows) == 9 and sum(s["neurons"] for s in rows.values()) == 495
+    assert len(rows) == 9 and sum(s["neurons"] for s in rows.values()) == 445
     assert rows["201025"]["single_corr"] is not None and rows["190923"]["single_corr"] is None
     assert ft["single_corr"] == rows["201025"]["single_corr"]
     assert r["mean_shared_corr"] == pytest.approx(np.mean([s["shared_corr"] for s in rows.values()]))
-    assert r["mean_shared_corr"] > 0.15  # measured 0.26 at 6 epochs; 0.04 after 1
+    assert r["mean_shared_corr"] > 0.15  # 0.333 after the full 30 epochs; 0.04 after 1
     for name in ("metrics.json", "sessions.csv", "neurons.csv", "report/session_bps.png"):
         assert (out / "eval" / "shared" / name).is_file(), name
 
