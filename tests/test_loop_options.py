@@ -11,7 +11,8 @@ import torch
 from neurotrain.config import load_recipe
 from neurotrain.training.scheduler import PlateauLR, build_scheduler
 from neurotrain.training.state import TrainState
-from neurotrain.training.train import spend_time_budget, stop_early, train
+from neurotrain.training.hooks import spend_time_budget, stop_early
+from neurotrain.training.train import train
 from tests.helpers.tiny import tiny_recipe
 
 

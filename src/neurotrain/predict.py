@@ -52,7 +52,8 @@ class PredictError(ValueError):
 
 
 @contextmanager
-def _exact_eval(model):
+def exact_eval(model):
+    """Eval mode, ``no_grad`` and fp32 matmuls at ``highest`` precision; all restored afterwards."""
     old_prec = torch.get_float32_matmul_precision()
     was_training = model.training
     torch.set_float32_matmul_precision("highest")
@@ -119,7 +120,7 @@ def predict(model, inputs: dict, *, batch_size: int = 256, source: str = "inputs
     modulator_only = bool(getattr(model, "modulator_only", False))
     channels = _expected_channels(model)
     out: dict[str, torch.Tensor] = {}
-    with _exact_eval(model):
+    with exact_eval(model):
         for i in sorted(sessions):
             got = sessions[i]
             n_i = model.session_neurons[i]

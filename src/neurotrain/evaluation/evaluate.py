@@ -34,24 +34,10 @@ import torch
 from neurotrain.config.typed import ConfigError
 from neurotrain.evaluation.metrics_table import (neuron_metrics, overall_summary, session_summary,
                                                  subject_stats)
+from neurotrain.evaluation.noise_ceiling import to_jsonable
 from neurotrain.evaluation.predictions import collect_predictions, repeat_arrays
 
 SPLITS = ("val", "train")
-
-
-def _clean(x):
-    """JSON-friendly: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _clean(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def match_sessions(model_sessions: list[str], data_names: list[str], source, checkpoint) -> list[int]:
@@ -125,7 +111,7 @@ def write_results(result: dict, out_dir: Path) -> list[Path]:
     """``metrics.json``, ``sessions.csv``, ``neurons.csv`` in ``out_dir``; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / "metrics.json", out_dir / "sessions.csv", out_dir / "neurons.csv"]
-    paths[0].write_text(json.dumps(_clean(result), indent=1))
+    paths[0].write_text(json.dumps(to_jsonable(result), indent=1))
     _write_csv(paths[1], result["sessions"])
     _write_csv(paths[2], result["neurons"])
     return paths
@@ -192,6 +178,7 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
     from neurotrain.checkpoint.portable import from_pretrained
     from neurotrain.config.recipe import load_recipe
     from neurotrain.data.build import build_data
+    from neurotrain.predict import exact_eval
 
     checkpoint = Path(checkpoint)
     recipe = load_recipe(data_recipe, list(overrides or []))
@@ -207,13 +194,9 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
         if model.session_neurons[i] != data.n_neurons[j]:
             raise ConfigError(recipe.source, "data", f"session {data.names[j]!r} has {data.n_neurons[j]} neurons, "
                                                      f"the checkpoint's readout {model.session_neurons[i]}")
-    old = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision("highest")
-    try:
+    with exact_eval(model):  # eval mode, no_grad, fp32 matmuls at 'highest', as neurotrain predict
         result, preds = evaluate_model(model, data, split=split, readout_of=readout_of, batch_size=batch_size,
                                        noise_ceiling=noise_ceiling)
-    finally:
-        torch.set_float32_matmul_precision(old)
     result.update({"checkpoint": str(checkpoint), "data": str(recipe.source), "overrides": list(overrides or []),
                    "noise_ceiling_settings": dict(noise_ceiling or {}),
                    "checkpoint_metrics": {k: v for k, v in (meta.get("metrics") or {}).items()

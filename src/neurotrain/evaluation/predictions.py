@@ -85,7 +85,7 @@ def collect_predictions(model, dataset: MultiSessionDataset, losses: list[Sessio
                 sub = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in sub.items()}
                 y, target = predict_batch(model, readout_of[i], sub, losses[i])
                 preds.append(y.cpu().numpy())
-                targets.append(target.float().cpu().numpy())
+                targets.append(target.cpu().numpy())
                 robs.append(sub["robs"].cpu().numpy())
                 dfs.append(sub["dfs"].float().expand_as(sub["robs"]).cpu().numpy())
                 if "true_rates" in sub:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neurotrain.evaluation.noise_ceiling import noise_ceiling, to_jsonable
+from neurotrain.evaluation.noise_ceiling import cowley_raw_to_trials, noise_ceiling, to_jsonable
 
 LAYOUTS = ("neurons,stimuli,repeats", "repeats,stimuli,neurons")
 PER_NEURON = ("cc_half", "cc_max", "ev_fraction", "total_var", "noise_var")
@@ -34,8 +34,7 @@ def load_repeats(path, layout: str = "neurons,stimuli,repeats") -> np.ndarray:
     a = np.load(path, allow_pickle=False)
     if a.ndim != 3 or not np.issubdtype(a.dtype, np.number):
         raise ValueError(f"{path}: expected a numeric 3-D array ({layout}), got shape {a.shape} dtype {a.dtype}")
-    a = a.astype(np.float64)
-    return np.transpose(a, (2, 1, 0)) if layout == LAYOUTS[0] else a
+    return cowley_raw_to_trials(a) if layout == LAYOUTS[0] else a.astype(np.float64)
 
 
 def write_noise_ceiling(path, out_dir, *, layout: str = LAYOUTS[0], say=print, **kw) -> dict:

@@ -47,15 +47,23 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from neurotrain.config.typed import ConfigError
+
+if TYPE_CHECKING:
+    from neurotrain.config.recipe import Recipe
+    from neurotrain.data.build import DataBundle
+    from neurotrain.training.state import TrainState
 
 
 @dataclass
@@ -129,25 +137,24 @@ EVENTS = ("on_train_start", "on_epoch_start", "on_step_end", "on_validation_end"
 
 class Hooks:
     """An ordered list of hooks; ``hooks.on_step_end(ctx)`` calls every hook's method in order.
-    Only hooks that override a method are called for it (the per-step list stays short)."""
+    Only hooks that override a method are called for it (the per-step list stays short); the
+    dispatchers are built once, here, not per call."""
 
     def __init__(self, hooks: list[Hook]):
         self.hooks = list(hooks)
-        self._by_event = {e: [getattr(h, e) for h in self.hooks if _overrides(h, e)] for e in EVENTS}
-
-    def __getattr__(self, event: str):
-        if event not in EVENTS:
-            raise AttributeError(event)
-        calls = self._by_event[event]
-
-        def call(ctx: LoopContext) -> None:
-            for fn in calls:
-                fn(ctx)
-
-        return call
+        for event in EVENTS:
+            setattr(self, event, _dispatch([getattr(h, event) for h in self.hooks if _overrides(h, event)]))
 
     def __iter__(self):
         return iter(self.hooks)
+
+
+def _dispatch(calls):
+    def call(ctx: LoopContext) -> None:
+        for fn in calls:
+            fn(ctx)
+
+    return call
 
 
 def _overrides(hook, event: str) -> bool:
@@ -158,6 +165,70 @@ def _overrides(hook, event: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 # built-in hooks
 # ------------------------------------------------------------------------------------------------
+
+
+def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
+    nan = float("nan")
+    lines = [f"epoch {epoch}: val_loss {metrics['val_loss']:.4f}  val_bps_overall {metrics.get('val_bps_overall', nan):.4f}"
+             f"  val_corr_overall {metrics.get('val_corr_overall', nan):.4f}"]
+    lines.append(f"  {'session':<24} {'subject':<12} {'val bps':>8} {'oracle':>8} {'fraction':>8} {'corr':>8}")
+    for name, subj in zip(data.names, data.subjects):
+        v = metrics.get(f"val_bps/{name}", nan)
+        o = metrics.get(f"oracle_bps/{name}", nan)
+        frac = v / o if o and math.isfinite(o) and o > 0 else nan
+        c = metrics.get(f"val_corr/{name}", nan)
+        lines.append(f"  {name:<24} {subj:<12} {v:>8.4f} {o:>8.4f} {frac:>8.2f} {c:>8.3f}")
+    if "oracle_bps_overall" in metrics:
+        o = metrics["oracle_bps_overall"]
+        lines.append(f"  {'overall':<37} {metrics['val_bps_overall']:>8.4f} {o:>8.4f} {metrics['val_bps_overall'] / o:>8.2f}")
+    tqdm.write("\n".join(lines))
+
+
+def stop_early(state: TrainState, metrics: dict, recipe: Recipe, say) -> bool:
+    """Early stopping on ``checkpoint.monitor`` (higher is better): True once it has not improved by more
+    than ``train.early_stopping_min_delta`` for ``train.early_stopping_patience`` validations in a row."""
+    patience = recipe.train.early_stopping_patience
+    value = metrics.get(recipe.checkpoint.monitor)
+    if patience is None or value is None or not math.isfinite(value):
+        return False
+    if state.best_monitor is None or value > state.best_monitor + recipe.train.early_stopping_min_delta:
+        state.best_monitor, state.stale_validations = float(value), 0
+        return False
+    state.stale_validations += 1
+    if state.stale_validations >= patience:
+        say(f"[neurotrain] early stopping: {recipe.checkpoint.monitor} has not improved for "
+            f"{state.stale_validations} validations (best {state.best_monitor:.4f})")
+        return True
+    return False
+
+
+def spend_time_budget(state: TrainState, accelerator, epoch_start: float, epoch: int, recipe: Recipe, scheduler,
+                      steps_per_epoch: int, say) -> bool:
+    """Account this epoch's wall time (training *and* validation, the slowest rank's) against
+    ``train.time_budget_minutes``. After the first timed epoch the run's epoch count is lowered to what
+    fits (at least one more epoch, as legacy did) and a per-step schedule is rescaled to end there;
+    afterwards the run stops as soon as the next epoch would overrun. True = stop after this epoch."""
+    budget = recipe.train.time_budget_minutes
+    if budget is None:
+        return False
+    dt = torch.tensor([time.monotonic() - epoch_start], dtype=torch.float64, device=accelerator.device)
+    state.elapsed_s += float(accelerator.reduce(dt, "max"))
+    state.epochs_timed += 1
+    per_epoch = state.elapsed_s / state.epochs_timed
+    remaining = budget * 60.0 - state.elapsed_s
+    if not state.target_epochs:
+        state.target_epochs = min(recipe.train.max_epochs, epoch + 1 + max(1, int(remaining // per_epoch)))
+        if hasattr(scheduler, "total_steps"):
+            scheduler.total_steps = max(state.target_epochs * steps_per_epoch, 1)
+        say(f"[neurotrain] time budget {budget:g} min: {per_epoch:.1f} s per epoch with validation -> "
+            f"{state.target_epochs} epochs")
+        return False
+    if remaining < per_epoch:
+        say(f"[neurotrain] time budget: {remaining:.0f} s left, an epoch takes {per_epoch:.0f} s; stopping")
+        return True
+    return False
+
+
 
 
 class StepLogger(Hook):
@@ -202,8 +273,6 @@ class EpochHeartbeat(Hook):
 
     def on_validation_end(self, ctx: LoopContext) -> None:
         if ctx.is_main:
-            from neurotrain.training.train import print_table
-
             print_table(ctx.metrics, ctx.data, ctx.epoch)
 
 
@@ -243,19 +312,15 @@ class EarlyStopping(Hook):
     """Stops once ``checkpoint.monitor`` has not improved for ``train.early_stopping_patience`` validations."""
 
     def on_epoch_end(self, ctx: LoopContext) -> None:
-        from neurotrain.training.train import stop_early
-
         if stop_early(ctx.state, ctx.metrics, ctx.recipe, ctx.say):
             ctx.request_stop("early stopping")
 
 
 class TimeBudget(Hook):
     """``train.time_budget_minutes``: counts training and validation (slowest rank); see
-    :func:`neurotrain.training.train.spend_time_budget`."""
+    :func:`spend_time_budget`."""
 
     def on_epoch_end(self, ctx: LoopContext) -> None:
-        from neurotrain.training.train import spend_time_budget
-
         if spend_time_budget(ctx.state, ctx.accelerator, ctx.epoch_start, ctx.epoch, ctx.recipe, ctx.scheduler,
                              ctx.steps_per_epoch, ctx.say):
             ctx.request_stop("time budget")
@@ -285,7 +350,7 @@ class ModelLogging(Hook):
         self.max_samples = int(max_samples)
         self.wait_at_end = wait_at_end
         self._pool: ThreadPoolExecutor | None = None
-        self._job: Future | None = None
+        self._job: tuple[Future, int] | None = None  # (drawing, its epoch)
         self._rows: list[dict] = []
         self.written: list[Path] = []
 
@@ -308,7 +373,7 @@ class ModelLogging(Hook):
                                                                   if isinstance(v, (int, float))}})
 
     def on_step_end(self, ctx: LoopContext) -> None:
-        if self._job is not None and self._job.done():
+        if self._job is not None and self._job[0].done():
             self._flush(ctx)
 
     def on_epoch_end(self, ctx: LoopContext) -> None:
@@ -318,21 +383,18 @@ class ModelLogging(Hook):
         fast, slow = e % self.fast == 0, e % self.slow == 0
         if not (fast or slow):
             return
-        if self._job is not None and not self._job.done():
+        if self._job is not None and not self._job[0].done():
             ctx.say(f"[neurotrain] model logging: epoch {ctx.epoch}'s figures skipped (the previous ones are still drawing)")
             return
         if self._job is not None:
             self._flush(ctx)
-        job = self._snapshot(ctx, slow)
-        self._job = self._pool.submit(_draw, **job)
-        self._job.epoch, self._job.step = ctx.epoch, ctx.state.global_step
+        self._job = (self._pool.submit(_draw, **self._snapshot(ctx, slow)), ctx.epoch)
 
     def on_train_end(self, ctx: LoopContext) -> None:
         if self._pool is None:
             return
         if self._job is not None and self.wait_at_end:
-            self._job.result()
-            self._flush(ctx)
+            self._flush(ctx)  # waits for the last set
         self._pool.shutdown(wait=self.wait_at_end)
         self._pool = None
 
@@ -357,23 +419,20 @@ class ModelLogging(Hook):
                    slow=slow, session_idx=self.session_idx, samples=None, loss=None)
         if slow:
             from neurotrain.data.multisession import group_collate
+            from neurotrain.training.train import session_losses
 
             i = self.session_idx
             n = min(self.max_samples, ctx.data.val.sizes[i])
-            import numpy as np
-
             job["samples"] = group_collate([ctx.data.val.gather(i, np.arange(n))])[0]
-            from neurotrain.training.train import session_losses
-
             job["loss"] = session_losses(ctx.data, model.log_input)[i]
         return job
 
     def _flush(self, ctx: LoopContext) -> None:
-        job, self._job = self._job, None
+        (future, epoch), self._job = self._job, None
         try:
-            paths = job.result()
+            paths = future.result()
         except Exception as err:  # a figure must never end a training run
-            ctx.say(f"[neurotrain] model logging: epoch {job.epoch}'s figures failed: {type(err).__name__}: {err}")
+            ctx.say(f"[neurotrain] model logging: epoch {epoch}'s figures failed: {type(err).__name__}: {err}")
             return
         self.written += paths
         if ctx.accelerator.log_with:

@@ -344,23 +344,6 @@ def evaluate(model, accelerator: Accelerator, data: DataBundle, batch_size: int,
     return out
 
 
-def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
-    nan = float("nan")
-    lines = [f"epoch {epoch}: val_loss {metrics['val_loss']:.4f}  val_bps_overall {metrics.get('val_bps_overall', nan):.4f}"
-             f"  val_corr_overall {metrics.get('val_corr_overall', nan):.4f}"]
-    lines.append(f"  {'session':<24} {'subject':<12} {'val bps':>8} {'oracle':>8} {'fraction':>8} {'corr':>8}")
-    for name, subj in zip(data.names, data.subjects):
-        v = metrics.get(f"val_bps/{name}", nan)
-        o = metrics.get(f"oracle_bps/{name}", nan)
-        frac = v / o if o and math.isfinite(o) and o > 0 else nan
-        c = metrics.get(f"val_corr/{name}", nan)
-        lines.append(f"  {name:<24} {subj:<12} {v:>8.4f} {o:>8.4f} {frac:>8.2f} {c:>8.3f}")
-    if "oracle_bps_overall" in metrics:
-        o = metrics["oracle_bps_overall"]
-        lines.append(f"  {'overall':<37} {metrics['val_bps_overall']:>8.4f} {o:>8.4f} {metrics['val_bps_overall'] / o:>8.2f}")
-    tqdm.write("\n".join(lines))
-
-
 def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_readouts=(), hooks: list[Hook] = ()) -> dict:
     """Run the recipe; returns the last validation metrics (with ``best``, ``output_dir``, ``global_step``
     and ``sessions``, the session registry in readout order).
@@ -654,51 +637,6 @@ class Preemption:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
-
-
-def stop_early(state: TrainState, metrics: dict, recipe: Recipe, say) -> bool:
-    """Early stopping on ``checkpoint.monitor`` (higher is better): True once it has not improved by more
-    than ``train.early_stopping_min_delta`` for ``train.early_stopping_patience`` validations in a row."""
-    patience = recipe.train.early_stopping_patience
-    value = metrics.get(recipe.checkpoint.monitor)
-    if patience is None or value is None or not math.isfinite(value):
-        return False
-    if state.best_monitor is None or value > state.best_monitor + recipe.train.early_stopping_min_delta:
-        state.best_monitor, state.stale_validations = float(value), 0
-        return False
-    state.stale_validations += 1
-    if state.stale_validations >= patience:
-        say(f"[neurotrain] early stopping: {recipe.checkpoint.monitor} has not improved for "
-            f"{state.stale_validations} validations (best {state.best_monitor:.4f})")
-        return True
-    return False
-
-
-def spend_time_budget(state: TrainState, accelerator, epoch_start: float, epoch: int, recipe: Recipe, scheduler,
-                      steps_per_epoch: int, say) -> bool:
-    """Account this epoch's wall time (training *and* validation, the slowest rank's) against
-    ``train.time_budget_minutes``. After the first timed epoch the run's epoch count is lowered to what
-    fits (at least one more epoch, as legacy did) and a per-step schedule is rescaled to end there;
-    afterwards the run stops as soon as the next epoch would overrun. True = stop after this epoch."""
-    budget = recipe.train.time_budget_minutes
-    if budget is None:
-        return False
-    dt = torch.tensor([time.monotonic() - epoch_start], dtype=torch.float64, device=accelerator.device)
-    state.elapsed_s += float(accelerator.reduce(dt, "max"))
-    state.epochs_timed += 1
-    per_epoch = state.elapsed_s / state.epochs_timed
-    remaining = budget * 60.0 - state.elapsed_s
-    if not state.target_epochs:
-        state.target_epochs = min(recipe.train.max_epochs, epoch + 1 + max(1, int(remaining // per_epoch)))
-        if hasattr(scheduler, "total_steps"):
-            scheduler.total_steps = max(state.target_epochs * steps_per_epoch, 1)
-        say(f"[neurotrain] time budget {budget:g} min: {per_epoch:.1f} s per epoch with validation -> "
-            f"{state.target_epochs} epochs")
-        return False
-    if remaining < per_epoch:
-        say(f"[neurotrain] time budget: {remaining:.0f} s left, an epoch takes {per_epoch:.0f} s; stopping")
-        return True
-    return False
 
 
 def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config: dict, metrics: dict,
