@@ -336,8 +336,8 @@ class ModelLogging(Hook):
     * every ``slow_interval`` epochs also: model receptive fields and predicted versus observed
       responses of session ``session_idx`` on up to ``max_samples`` of its validation samples.
 
-    The main process snapshots what the figures need (a CPU copy of the model's weights, the metrics
-    so far) and hands the rendering to one background thread; if the previous epoch's figures are still
+    The main process snapshots what the figures need (a CPU copy of the model's weights, the run's
+    ``metrics.jsonl`` so far) and hands the rendering to one background thread; if the previous epoch's figures are still
     being drawn the new ones are skipped (and said so) rather than queued. The other ranks never wait.
     PNGs go to ``<output_dir>/model_logs/epoch_<e>/``; with wandb on, each finished set is logged as
     images at the next optimizer step (from the loop's thread, so wandb's step order is kept).
@@ -351,7 +351,6 @@ class ModelLogging(Hook):
         self.wait_at_end = wait_at_end
         self._pool: ThreadPoolExecutor | None = None
         self._job: tuple[Future, int] | None = None  # (drawing, its epoch)
-        self._rows: list[dict] = []
         self.written: list[Path] = []
 
     def on_train_start(self, ctx: LoopContext) -> None:
@@ -366,11 +365,6 @@ class ModelLogging(Hook):
                         "between steps); use neurotrain evaluate on the saved checkpoints")
                 return
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurotrain-model-logging")
-
-    def on_validation_end(self, ctx: LoopContext) -> None:
-        if ctx.is_main:
-            self._rows.append({"step": ctx.state.global_step, **{k: v for k, v in ctx.metrics.items()
-                                                                  if isinstance(v, (int, float))}})
 
     def on_step_end(self, ctx: LoopContext) -> None:
         if self._job is not None and self._job[0].done():
@@ -413,7 +407,11 @@ class ModelLogging(Hook):
         per_session = [{"name": n, "bps": ctx.metrics.get(f"val_bps/{n}", float("nan")),
                         "oracle_bps": ctx.metrics.get(f"oracle_bps/{n}"), "corr": ctx.metrics.get(f"val_corr/{n}")}
                        for n in ctx.data.names]
-        job = dict(out_dir=ctx.output_dir / "model_logs" / f"epoch_{ctx.epoch:03d}", rows=list(self._rows),
+        from neurotrain.evaluation.evaluate import read_jsonl
+
+        log = ctx.output_dir / "metrics.jsonl"  # the whole run's history, across resumes
+        job = dict(out_dir=ctx.output_dir / "model_logs" / f"epoch_{ctx.epoch:03d}",
+                   rows=read_jsonl(log) if log.is_file() else [],
                    per_session=per_session, model=model, session_names=list(ctx.data.names),
                    input_shape=tuple(info["input_shape"]), behavior_dim=int(info.get("behavior_dim", 0)),
                    slow=slow, session_idx=self.session_idx, samples=None, loss=None)
