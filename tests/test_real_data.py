@@ -13,6 +13,7 @@ import pytest
 
 from tests.helpers import shared
 from tests.helpers.tiny import ROOT
+from tests.helpers.outcomes import outcome
 
 @pytest.fixture(scope="module")
 def data_dir():
@@ -31,6 +32,7 @@ def train(recipe, tmp_path, *overrides):
     return proc, [r for r in rows if "val_loss" in r and "epoch" in r and "train_loss" in r]
 
 
+@pytest.mark.outcome
 def test_v4_recipe_trains_a_shared_core_on_all_nine_sessions(data_dir, tmp_path):
     proc, epochs = train(ROOT / "recipes" / "v4_cowley.yaml", tmp_path,
                          f"data.importer.path={data_dir / 'cowley_v4'}", f"output_dir={tmp_path / 'run'}",
@@ -42,12 +44,13 @@ def test_v4_recipe_trains_a_shared_core_on_all_nine_sessions(data_dir, tmp_path)
     for s in sessions:
         assert f"val_bps/cowley_v4_{s}" in last and f"val_corr/cowley_v4_{s}" in last
     assert {k.split("/")[1] for k in last if k.startswith("val_bps_subject/")} == {"WE", "PE", "RA"}
-    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
-    assert last["val_corr_overall"] > 0.1  # held-out-image correlation, well above chance after 3 epochs
+    outcome("val_loss falls", epochs[-1]["val_loss"], below=epochs[0]["val_loss"])
+    outcome("held-out correlation > 0.1", last["val_corr_overall"], above=0.1)  # well above chance after 3 epochs
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "neurotrain_model.json").read_text())
     assert [m["n_neurons"] for m in meta["sessions"]] == [33, 36, 31, 24, 89, 67, 55, 59, 51]
 
 
+@pytest.mark.outcome
 def test_calcium_session_trains_with_its_own_loss(data_dir, tmp_path):
     proc, epochs = train(ROOT / "recipes" / "allen_v1_calcium.yaml", tmp_path,
                          f"data.importer.path={data_dir / 'allen_v1_natural_scenes'}", f"output_dir={tmp_path / 'run'}",
@@ -55,7 +58,7 @@ def test_calcium_session_trains_with_its_own_loss(data_dir, tmp_path):
     last = epochs[-1]
     assert "val_bps_overall" not in last  # no spike counts: no bits/spike
     assert "val_corr/allen_v1_511510667" in last and "val_r2/allen_v1_511510667" in last
-    assert epochs[-1]["val_loss"] < epochs[0]["val_loss"]
+    outcome("val_loss falls", epochs[-1]["val_loss"], below=epochs[0]["val_loss"])
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "neurotrain_model.json").read_text())
     (s,) = meta["sessions"]
     assert s["response_type"] == "continuous" and s["n_neurons"] == 212

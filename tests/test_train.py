@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from neurotrain.checkpoint.portable import load_portable
 from neurotrain.config import load_recipe
 from tests.helpers.tiny import ROOT, tiny_recipe
+from tests.helpers.outcomes import outcome
 
 
 # The integration runs use the contrast curriculum (ramping to uniform within the first epoch), so
@@ -44,6 +45,7 @@ def trained(tmp_path_factory):
     return tmp, recipe, proc
 
 
+@pytest.mark.outcome
 def test_training_learns_and_reports_oracle(trained):
     tmp, _, proc = trained
     rows = epoch_rows(read_metrics(tmp / "run"))
@@ -55,9 +57,9 @@ def test_training_learns_and_reports_oracle(trained):
         assert r["oracle_bps_overall"] > 0.3
         assert set(k for k in r if k.startswith("val_bps_subject/")) == {"val_bps_subject/monkeyA", "val_bps_subject/monkeyB"}
     # the model learns: validation loss falls and bits/spike rise over epochs
-    assert rows[-1]["val_loss"] < rows[0]["val_loss"]
-    assert rows[-1]["val_bps_overall"] > rows[0]["val_bps_overall"] + 0.05
-    assert rows[-1]["val_bps_overall"] > 0.0
+    outcome("val_loss falls", rows[-1]["val_loss"], below=rows[0]["val_loss"])
+    outcome("bits/spike rise by > 0.05", rows[-1]["val_bps_overall"], above=rows[0]["val_bps_overall"] + 0.05)
+    outcome("bits/spike > 0", rows[-1]["val_bps_overall"], above=0.0)
     assert "oracle" in proc.stdout and "monkeyB_2024-01-15" in proc.stdout
 
 

@@ -15,10 +15,12 @@ from examples.v4_results import markdown, run
 from neurotrain.evaluation.noise_ceiling import noise_ceiling
 from neurotrain.evaluation.raw_repeats import load_repeats
 from tests.helpers.shared import data_dir, require
+from tests.helpers.outcomes import outcome
 
 EPOCHS, FT_EPOCHS = 6, 6  # a small budget; the example's defaults are 30 and 15
 
 
+@pytest.mark.outcome
 def test_v4_results_on_a_small_budget(tmp_path):
     src = require(data_dir() / "cowley_v4", "Cowley V4 recordings")
     out = tmp_path / "out"
@@ -28,8 +30,8 @@ def test_v4_results_on_a_small_budget(tmp_path):
     assert (out / "results.md").read_text() == markdown(saved)
 
     ft = r["finetune"]
-    assert ft["shared_corr"] > 0.1, ft  # the reference itself learned something
-    assert ft["frozen_core_corr"] >= 0.9 * ft["shared_corr"], ft
+    outcome("shared model corr > 0.1", ft["shared_corr"], above=0.1)  # the reference itself learned something
+    outcome("frozen core >= 0.9 x shared", ft["frozen_core_corr"], above=0.9 * ft["shared_corr"])
     assert (out / "finetune" / "twin" / "model.safetensors").is_file()
 
     rows = {s["session"]: s for s in r["sessions"]}
@@ -37,7 +39,7 @@ def test_v4_results_on_a_small_budget(tmp_path):
     assert rows["201025"]["single_corr"] is not None and rows["190923"]["single_corr"] is None
     assert ft["single_corr"] == rows["201025"]["single_corr"]
     assert r["mean_shared_corr"] == pytest.approx(np.mean([s["shared_corr"] for s in rows.values()]))
-    assert r["mean_shared_corr"] > 0.15  # 0.333 after the full 30 epochs; 0.04 after 1
+    outcome("mean shared corr > 0.15", r["mean_shared_corr"], above=0.15)  # 0.333 after 30 epochs; 0.04 after 1
     for name in ("metrics.json", "sessions.csv", "neurons.csv", "report/session_bps.png"):
         assert (out / "eval" / "shared" / name).is_file(), name
 
