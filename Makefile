@@ -2,10 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test test-fast test-latest lock bench
 
+# Installs the exact tested versions (requirements/constraints.txt); see scripts/setup.sh.
 setup:
-	bash scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
 
 # A short training run on the built-in synthetic recording (no download).
 demo: setup
@@ -13,6 +14,22 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The inner loop: everything but end-to-end training runs and real-data tests.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The newest versions pyproject.toml allows, in a separate venv (.venv-latest), through the whole suite:
+# drift upstream shows here before it breaks a fresh install.
+test-latest:
+	rm -rf .venv-latest
+	VENV=.venv-latest NEUROTRAIN_LATEST=1 bash scripts/setup.sh
+	.venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(torch|accelerate|datasets|safetensors|wandb|numpy)=='
+	.venv-latest/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# Refresh requirements/constraints.txt from .venv-latest, only after test-latest passed.
+lock: test-latest
+	VENV=.venv-latest bash scripts/lock.sh
 
 bench: setup
 	$(PY) bench/bench_loader.py

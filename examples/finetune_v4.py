@@ -46,7 +46,7 @@ def _recipe(out: Path, name: str, sessions: list[str], epochs: int, holdout: lis
 
 
 def import_stores(data_dir: str | Path, cache: Path) -> list[str]:
-    """Import the 9 sessions (56 x 56 luminance) into ``cache`` once; their folders, in session order."""
+    """Import every session of the folder (56 x 56 luminance) into ``cache`` once; their folders, sorted by id."""
     from neurotrain.data.build import IMPORTERS
 
     return [str(p) for p in IMPORTERS["cowley_v4"](Path(data_dir), cache, image_size=56)]
@@ -76,13 +76,12 @@ def pretrain_and_finetune(out: Path, stores: list[str], new: str, epochs: int, f
 def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/finetune_v4", epochs: int = 30,
         ft_epochs: int = 15, new_session: str = NEW_SESSION, cache_dir: str | Path | None = None) -> dict:
     from neurotrain.config import load_recipe
-    from neurotrain.data.ingest import COWLEY_V4_SESSIONS
     from neurotrain.training.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stores = import_stores(data_dir, Path(cache_dir) if cache_dir else out / "data")
-    new = stores[[str(s) for s in COWLEY_V4_SESSIONS].index(new_session)]
+    new = stores[[Path(s).name for s in stores].index(f"cowley_v4_{new_session}")]
     new_name = Path(new).name
 
     joint = train(load_recipe(_recipe(out, "joint", stores, epochs)))

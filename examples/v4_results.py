@@ -59,9 +59,9 @@ def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/v4_results"
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ids = [str(s) for s in COWLEY_V4_SESSIONS]
     stores = import_stores(data_dir, out / "data")
     names = [Path(s).name for s in stores]
+    ids = [n.removeprefix("cowley_v4_") for n in names]
     times: dict[str, float] = {}
 
     t0 = time.monotonic()
@@ -91,7 +91,7 @@ def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/v4_results"
 
     rows = []
     for sid, name in zip(ids, names):
-        a, role = COWLEY_V4_SESSIONS[sid][0], COWLEY_V4_SESSIONS[sid][3]
+        a, _, _, role = COWLEY_V4_SESSIONS.get(sid, ("unknown", None, None, None))
         s, o = shared[name], single.get(name)
         rows.append({"session": sid, "animal": a, "paper_split": role, "neurons": s["n_neurons"],
                      "val_images": s["n_samples"], "shared_corr": s["corr"], "shared_bps": s["bps"],

@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 
 from tests.helpers.shared import data_dir, require
+from tests.helpers.tiny import tiny_recipe
 
 from neurotrain.cli import main
+from neurotrain.config import ConfigError, load_recipe
+from neurotrain.data.build import build_data
 from neurotrain.data.ingest import (
     COWLEY_V4_SESSIONS,
+    cowley_v4_sessions,
     IngestError,
     frames_to_uint8,
     import_allen_v1,
@@ -306,3 +310,95 @@ def test_cli_real_data_once(tmp_path, capsys):
     assert main(["ingest", "cowley-v4", str(root), str(tmp_path), "--sessions", "999999"]) == 2
     assert "999999" in capsys.readouterr().err
     assert main(["ingest", "allen-v1", str(tmp_path / "missing"), str(tmp_path)]) == 2
+
+
+def _zip_subset(src_zip: Path, dst_zip: Path, n: int, prefix: str = "") -> None:
+    """The first ``n`` JPEGs (sorted by name) of a real session's zip, stored under ``prefix``."""
+    with zipfile.ZipFile(src_zip) as z, zipfile.ZipFile(dst_zip, "w") as out:
+        jpgs = sorted((i for i in z.infolist() if i.filename.endswith(".jpg")), key=lambda i: i.filename.rsplit("/", 1)[-1])
+        for info in jpgs[:n]:
+            out.writestr(prefix + info.filename.rsplit("/", 1)[-1], z.read(info))
+
+
+@pytest.fixture(scope="module")
+def new_v4_folder(tmp_path_factory):
+    """A Cowley-layout folder of real recordings under session ids the known-session table lacks, with other
+    neuron and image counts: 777001 = 210224's files as they are; 2301a = 190923's first 60 images (kept in a
+    subfolder of the zip, as 190923 does) and first 10 neurons."""
+    src = _data_root() / "cowley_v4"
+    root = tmp_path_factory.mktemp("v4new") / "cowley_v4"
+    (root / "responses_repeat_averaged").mkdir(parents=True)
+    (root / "images").mkdir()
+    (root / "responses_repeat_averaged" / "responses_777001.npy").symlink_to(
+        src / "responses_repeat_averaged" / "responses_210224.npy")
+    (root / "images" / "images_777001.zip").symlink_to(src / "images" / "images_210224.zip")
+    resp = np.load(src / "responses_repeat_averaged" / "responses_190923.npy")[:10, :60]
+    np.save(root / "responses_repeat_averaged" / "responses_2301a.npy", resp)
+    _zip_subset(src / "images" / "images_190923.zip", root / "images" / "images_2301a.zip", 60, "images_2301a/")
+    return root
+
+
+def test_cowley_v4_imports_every_session_of_a_folder_whatever_its_ids(new_v4_folder, tmp_path):
+    root = new_v4_folder
+    assert cowley_v4_sessions(root) == ["2301a", "777001"]
+    paths = import_cowley_v4(root, tmp_path / "a")
+    a, b = (Session.open(p) for p in paths)
+    assert (a.name, a.n_neurons, a.n_frames, a.subject) == ("cowley_v4_2301a", 10, 60, "unknown")
+    assert (b.name, b.n_neurons, b.n_frames, b.subject) == ("cowley_v4_777001", 67, 800, "unknown")
+    assert a.extra_meta["paper_split"] is None and a.extra_meta["known_session"] is False
+    np.testing.assert_array_equal(a.robs, np.load(root / "responses_repeat_averaged" / "responses_2301a.npy").T
+                                  .astype(np.float32))
+    # the same images as the real session they came from
+    np.testing.assert_array_equal(b.frames, Session.open(import_cowley_v4(
+        _data_root() / "cowley_v4", tmp_path / "ref", sessions=["210224"])[0]).frames)
+    # --sessions takes any id of the folder, --subject names the animal
+    assert main(["ingest", "cowley-v4", str(root), str(tmp_path / "b"), "--sessions", "777001", "--subject", "XY"]) == 0
+    assert Session.open(tmp_path / "b" / "cowley_v4_777001").subject == "XY"
+
+
+def test_cowley_v4_folder_errors_name_the_missing_file(new_v4_folder, tmp_path, capsys):
+    root = new_v4_folder
+    assert main(["ingest", "cowley-v4", str(root), str(tmp_path), "--sessions", "123"]) == 2
+    assert "responses_123.npy" in capsys.readouterr().err
+    half = tmp_path / "half"
+    (half / "responses_repeat_averaged").mkdir(parents=True)
+    (half / "images").mkdir()
+    np.save(half / "responses_repeat_averaged" / "responses_9.npy", np.zeros((2, 3)))
+    with pytest.raises(IngestError, match="images_9.zip"):
+        cowley_v4_sessions(half)
+
+
+def test_an_importer_recipe_takes_the_sessions_of_any_folder(new_v4_folder, tmp_path):
+    """``data.importer`` on a folder of unseen session ids: every session, counts from the files; a cache
+    imported with another image size is refused by name."""
+    recipe = tiny_recipe(tmp_path, data={"importer": {"name": "cowley_v4", "path": str(new_v4_folder), "image_size": 24},
+                                         "cache_dir": str(tmp_path / "cache"), "lags": 1, "use_behavior": False})
+    data = build_data(load_recipe(recipe))
+    assert data.names == ["cowley_v4_2301a", "cowley_v4_777001"] and data.n_neurons == [10, 67]
+    assert Session.open(tmp_path / "cache" / "cowley_v4_2301a").frames.shape == (60, 24, 24)
+    with pytest.raises(ConfigError, match=r"cowley_v4_2301a.*image_size=24.*image_size=32"):
+        build_data(load_recipe(recipe, ["data.importer.image_size=32"]))
+
+
+def test_allen_v1_import_takes_counts_and_sizes_from_the_files(tmp_path):
+    """Another export of the same layout: 60 of the scenes, cropped to 20 x 20, 40 + 10 rows, 50 neurons."""
+    d = _data_root() / "allen_v1_natural_scenes"
+    scenes = np.load(d / "all_input_scenes_118_961.npy").reshape(118, 31, 31)[:60, :20, :20].reshape(60, 400)
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(60)[:50]
+    out = tmp_path / "export"
+    out.mkdir()
+    np.save(out / "all_input_scenes_60_400.npy", scenes)
+    np.save(out / "Allen_train_input.npy", scenes[rows[:40]])
+    np.save(out / "Allen_test_input.npy", scenes[rows[40:]])
+    resp = np.load(d / "Allen_train_output.npy")[:50, :50]
+    np.save(out / "Allen_train_output.npy", resp[:40])
+    np.save(out / "Allen_test_output.npy", resp[40:])
+    s = Session.open(import_allen_v1(out, tmp_path / "s", container="123"))
+    assert (s.name, s.subject) == ("allen_v1_123", "allen_123")
+    assert s.frames.shape == (50, 20, 20) and s.robs.shape == (50, 50)
+    np.testing.assert_array_equal(s.covariates["repeat_image"], rows)
+    assert s.extra_meta["split_rows"] == {"train": [0, 40], "test": [40, 50]} and "cre_line" not in s.extra_meta
+    np.save(out / "Allen_test_input.npy", scenes[rows[:10]])  # a scene in both train and test rows
+    with pytest.raises(IngestError, match="more than one"):
+        import_allen_v1(out, tmp_path / "t", container="123")

@@ -12,8 +12,8 @@ a recipe; ``--legacy-to-recipe OUT.yaml`` writes that recipe and exits (see
 Ingestion (see :mod:`neurotrain.data.ingest`) writes session folders under OUT_DIR::
 
     neurotrain ingest npz FILE.npz OUT_DIR [--name N] [--subject S] [--sampling-rate R] [--response-type T]
-    neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions 190923 190925 ...] [--image-size N]
-    neurotrain ingest allen-v1 DATA_DIR OUT_DIR
+    neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions ID ...] [--image-size N] [--subject S]
+    neurotrain ingest allen-v1 DATA_DIR OUT_DIR [--container ID] [--subject S]
 
 (``--overwrite`` replaces existing session folders.)
 
@@ -63,9 +63,10 @@ def _ingest(args) -> int:
                                    overwrite=args.overwrite or None)]
     elif args.source == "cowley-v4":
         paths = ingest.import_cowley_v4(args.data_dir, args.out_dir, sessions=args.sessions,
-                                        image_size=args.image_size, overwrite=args.overwrite)
+                                        image_size=args.image_size, subject=args.subject, overwrite=args.overwrite)
     else:
-        paths = [ingest.import_allen_v1(args.data_dir, args.out_dir, overwrite=args.overwrite)]
+        paths = [ingest.import_allen_v1(args.data_dir, args.out_dir, container=args.container, subject=args.subject,
+                                        overwrite=args.overwrite)]
     for p in paths:
         print(p)
     return 0
@@ -205,11 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     q = isub.add_parser("cowley-v4", help="Cowley et al. macaque V4 natural-image sessions")
     q.add_argument("data_dir", help="the cowley_v4 data folder (or its parent)")
     q.add_argument("out_dir", help="folder to write the session folders into")
-    q.add_argument("--sessions", nargs="+", help="session ids (default: all 9)")
-    q.add_argument("--image-size", type=int, help="resize images to N x N (default: keep 112)")
+    q.add_argument("--sessions", nargs="+", help="session ids (default: every session the folder holds)")
+    q.add_argument("--image-size", type=int, help="resize images to N x N (default: keep their size)")
+    q.add_argument("--subject", help="subject of sessions the known-session table lacks (default 'unknown'); "
+                                     "given, it applies to every imported session")
     q = isub.add_parser("allen-v1", help="Allen Brain Observatory V1 natural-scenes export (calcium)")
     q.add_argument("data_dir", help="the allen_v1_natural_scenes data folder (or its parent)")
     q.add_argument("out_dir", help="folder to write the session folder into")
+    q.add_argument("--container", default="511510667",
+                   help="experiment container of the export (default 511510667, the distributed one)")
+    q.add_argument("--subject", help="subject (default: the known container's, else allen_<container>)")
     for q in isub.choices.values():
         q.add_argument("--overwrite", action="store_true", help="replace existing session folders")
     p.set_defaults(func=_ingest)

@@ -5,7 +5,8 @@ Three ways in:
 * :func:`ingest_arrays` - numpy arrays already in memory;
 * :func:`ingest_npz` - one ``.npz`` file per session (schema below);
 * importers for the public recordings described in ``shared/data/README.md``:
-  :func:`import_cowley_v4` (macaque V4, 9 sessions) and :func:`import_allen_v1` (mouse V1 calcium).
+  :func:`import_cowley_v4` (macaque V4, every session a folder holds) and :func:`import_allen_v1` (mouse V1
+  calcium). Counts, shapes and session ids come from the files; the tables of known sessions are metadata.
   They read from a path argument and never copy the source files anywhere; only the converted session
   folders are written.
 
@@ -75,6 +76,7 @@ __all__ = [
     "IngestError",
     "BT601_WEIGHTS",
     "COWLEY_V4_SESSIONS",
+    "cowley_v4_sessions",
     "frames_to_uint8",
     "ingest_arrays",
     "ingest_npz",
@@ -396,7 +398,10 @@ def _npz_array(npz: Any, key: str, label: Label) -> np.ndarray:
 # real recordings: Cowley et al. macaque V4
 # ----------------------------------------------------------------------------------------------
 
-#: session -> (animal, n_neurons, n_images, role in the paper), from shared/data/README.md
+#: Metadata of the sessions the Cowley et al. data set is known to hold: session -> (animal, n_neurons,
+#: n_images, role in the paper), from shared/data/README.md. Metadata only: the importer takes whatever
+#: sessions a folder holds, with counts and shapes from the files; a session not listed here gets the subject
+#: passed to the importer (default ``"unknown"``) and no paper role.
 COWLEY_V4_SESSIONS: dict[str, tuple[str, int, int, str]] = {
     "190923": ("WE", 33, 1200, "test"),
     "190925": ("WE", 36, 1200, "train"),
@@ -415,6 +420,7 @@ COWLEY_CITATION = ("Cowley, Stan, Pillow & Smith, 'Compact deep neural network m
                    "Nature (2026); preprint bioRxiv 2023.11.22.568315")
 #: one sample = one image, responses counted in a 100 ms window after onset -> 10 samples/s nominal
 COWLEY_SAMPLING_RATE = 10.0
+_COWLEY_RESPONSES = re.compile(r"^responses_(.+)\.npy$")
 
 
 def _resolve(data_dir: str | os.PathLike, sub: str, marker: str) -> Path:
@@ -476,65 +482,91 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def cowley_v4_sessions(data_dir: str | os.PathLike) -> list[str]:
+    """The session ids a Cowley V4 folder holds: every ``responses_repeat_averaged/responses_<id>.npy`` that
+    has its ``images/images_<id>.zip`` beside it, sorted. A responses file without its images is an error
+    naming the missing zip (a half-copied folder should not silently lose a session)."""
+    d = _resolve(data_dir, "cowley_v4", "responses_repeat_averaged")
+    rdir = d / "responses_repeat_averaged"
+    if not rdir.is_dir():
+        raise IngestError(f"{str(d)!r}: no responses_repeat_averaged/ folder (is this the cowley_v4 folder?)")
+    ids = sorted(m.group(1) for f in rdir.iterdir() if (m := _COWLEY_RESPONSES.match(f.name)) and f.is_file())
+    if not ids:
+        raise IngestError(f"{str(rdir)!r}: no responses_<session>.npy files")
+    for s in ids:
+        _need_file(d / "images" / f"images_{s}.zip")
+    return ids
+
+
 def import_cowley_v4(
     data_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
     sessions: Iterable[str | int] | None = None,
     image_size: int | None = None,
+    subject: str | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Import the Cowley et al. macaque V4 sessions into ``out_dir/cowley_v4_<session>``.
+    """Import Cowley et al. macaque V4 sessions into ``out_dir/cowley_v4_<session>``.
 
-    ``data_dir`` is the ``cowley_v4`` folder (or its parent). One sample = one image: frames are the
-    session's JPEGs sorted by file name (image i = column i of the responses) converted to 8-bit BT.601
-    luminance, Lanczos-resized to ``image_size`` x ``image_size`` if given (else kept at 112);
-    ``robs`` = ``responses_<session>.npy`` transposed to (n_images, n_neurons) float32 (repeat-averaged
-    spike counts in a 100 ms window, response_type ``"counts"``); ``trial_ids`` = ``arange`` (each image
-    its own trial); subject = animal ID; ``sampling_rate`` = 10.0 (one 100 ms window per sample: there is
-    no time axis). ``sessions`` defaults to all 9.
+    ``data_dir`` is the ``cowley_v4`` folder (or its parent); ``sessions`` defaults to every session it
+    holds (:func:`cowley_v4_sessions`) and may name any id whose two files exist. One sample = one image:
+    frames are the session's JPEGs sorted by file name (image i = column i of the responses) converted to
+    8-bit BT.601 luminance, Lanczos-resized to ``image_size`` x ``image_size`` if given (else kept at their
+    size); ``robs`` = ``responses_<session>.npy`` transposed to (n_images, n_neurons) float32
+    (repeat-averaged spike counts in a 100 ms window, response_type ``"counts"``); ``trial_ids`` =
+    ``arange`` (each image its own trial); ``sampling_rate`` = 10.0 (one 100 ms window per sample: there
+    is no time axis). Neuron and image counts come from the files.
+
+    ``subject``: the animal of a session not in :data:`COWLEY_V4_SESSIONS` (default ``"unknown"``); the
+    known sessions keep their animal ID (a ``subject`` given explicitly overrides it for every session).
     """
     d = _resolve(data_dir, "cowley_v4", "responses_repeat_averaged")
-    if sessions is None:
-        sessions = list(COWLEY_V4_SESSIONS)
-    sessions = [str(s) for s in sessions]
-    for s in sessions:
-        if s not in COWLEY_V4_SESSIONS:
-            raise IngestError(f"argument 'sessions': unknown Cowley V4 session {s!r} (known: {', '.join(COWLEY_V4_SESSIONS)})")
+    sessions = cowley_v4_sessions(d) if sessions is None else [str(s) for s in sessions]
+    if not sessions:
+        raise IngestError("argument 'sessions': empty list")
     if image_size is not None and (int(image_size) != image_size or image_size < 1):
         raise IngestError(f"argument 'image_size': expected a positive integer, got {image_size!r}")
+    if subject is not None and (not isinstance(subject, str) or not subject):
+        raise IngestError(f"argument 'subject': expected a non-empty string, got {subject!r}")
     out: list[Path] = []
     for s in sessions:
-        animal, n_neu, n_img, role = COWLEY_V4_SESSIONS[s]
+        _check_name("argument 'sessions'", f"cowley_v4_{s}")
+        animal, _, _, role = COWLEY_V4_SESSIONS.get(s, (None, None, None, None))
         rpath = _need_file(d / "responses_repeat_averaged" / f"responses_{s}.npy")
         zpath = _need_file(d / "images" / f"images_{s}.zip")
-        resp = np.load(rpath, allow_pickle=False)
+        try:
+            resp = np.load(rpath, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise IngestError(f"{str(rpath)!r}: cannot read as .npy: {e}") from None
         if resp.ndim != 2:
             raise IngestError(f"{str(rpath)!r}: expected (n_neurons, n_images), got shape {resp.shape}")
         names, imgs = _decode_zip_images(zpath)
         if len(names) != resp.shape[1]:
             raise IngestError(f"{str(zpath)!r}: has {len(names)} images but {rpath.name} has {resp.shape[1]} columns")
-        if resp.shape != (n_neu, n_img):
-            raise IngestError(f"{str(rpath)!r}: shape {resp.shape} differs from the expected {(n_neu, n_img)}")
         frames = frames_to_uint8(imgs, label=repr(str(zpath)))
+        colour = "RGB" if imgs.ndim == 4 else "grey"
         del imgs
         H, W = frames.shape[1:]
         if image_size is not None and (int(image_size), int(image_size)) != (H, W):
             frames = _resize(frames, int(image_size))
         extra = {
             "source": COWLEY_SOURCE, "license": COWLEY_LICENSE, "citation": COWLEY_CITATION,
-            "dataset": "cowley_v4", "session": s, "animal": animal, "paper_split": role,
+            "dataset": "cowley_v4", "session": s, "animal": subject or animal or "unknown",
+            "paper_split": role, "known_session": animal is not None,
             "responses": "spike counts in a 100 ms window after image onset, averaged over repeats",
             "response_window_ms": 100,
             "sampling_rate_note": "one sample per image; sampling_rate 10/s = one 100 ms window per sample",
-            "frames": (f"JPEG {H}x{W} RGB -> ITU-R BT.601 luminance, uint8"
+            "frames": (f"JPEG {H}x{W} {colour} -> ITU-R BT.601 luminance, uint8"
                        + (f", Lanczos-resized to {int(image_size)}x{int(image_size)}" if image_size is not None
                           and (int(image_size), int(image_size)) != (H, W) else "")),
+            "import_options": {"image_size": None if image_size is None else int(image_size)},
             "source_files": [f"responses_repeat_averaged/{rpath.name}", f"images/{zpath.name}"],
             "image_files": names,
         }
         out.append(_ingest(
-            out_dir, _arg_label, name=f"cowley_v4_{s}", subject=animal, sampling_rate=COWLEY_SAMPLING_RATE,
-            frames=frames, responses=resp.T, response_type="counts", extra_meta=extra, overwrite=overwrite,
+            out_dir, _arg_label, name=f"cowley_v4_{s}", subject=subject or animal or "unknown",
+            sampling_rate=COWLEY_SAMPLING_RATE, frames=frames, responses=resp.T, response_type="counts",
+            extra_meta=extra, overwrite=overwrite,
         ))
     return out
 
@@ -563,8 +595,35 @@ ALLEN_CITATION = ("Allen Brain Observatory, Allen Institute for Brain Science (2
                   "observatory.brain-map.org; de Vries et al., Nature Neuroscience 23, 138-151 (2020)")
 #: natural scenes are shown for 250 ms each -> 4 samples/s nominal
 ALLEN_SAMPLING_RATE = 4.0
-_ALLEN_FILES = ("all_input_scenes_118_961.npy", "Allen_train_input.npy", "Allen_train_output.npy",
-                "Allen_test_input.npy", "Allen_test_output.npy")
+#: Metadata of the experiment containers whose export is known (metadata only: any export of this layout
+#: imports; an unknown container gets the subject passed to the importer, default ``allen_<container>``).
+ALLEN_CONTAINERS: dict[str, dict] = {
+    "511510667": {"subject": "cux2_511510667", "cre_line": "Cux2-CreERT2", "reporter_line": "Ai93(TITL-GCaMP6f)",
+                  "targeted_structure": "VISp", "imaging_depth_um": 275, "source": ALLEN_SOURCE},
+}
+_ALLEN_SPLIT_FILES = ("Allen_train_input.npy", "Allen_train_output.npy", "Allen_test_input.npy", "Allen_test_output.npy")
+_ALLEN_SCENES = re.compile(r"^all_input_scenes_\d+_\d+\.npy$")
+
+
+def _allen_folder(data_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """(the export folder, its ``all_input_scenes_<n>_<pixels>.npy``), whatever the scene and pixel counts."""
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise IngestError(f"data directory {str(d)!r} does not exist")
+    if not (d / "Allen_train_input.npy").exists() and (d / "allen_v1_natural_scenes" / "Allen_train_input.npy").exists():
+        d = d / "allen_v1_natural_scenes"
+    found = sorted(f for f in d.iterdir() if _ALLEN_SCENES.match(f.name))
+    if len(found) != 1:
+        raise IngestError(f"{str(d)!r}: expected one all_input_scenes_<n>_<pixels>.npy, found "
+                          f"{[f.name for f in found] or 'none'}")
+    return d, found[0]
+
+
+def _load_npy(p: Path) -> np.ndarray:
+    try:
+        return np.load(_need_file(p), allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise IngestError(f"{str(p)!r}: cannot read as .npy: {e}") from None
 
 
 def _match_rows(label: str, rows: np.ndarray, scenes: np.ndarray) -> np.ndarray:
@@ -573,88 +632,101 @@ def _match_rows(label: str, rows: np.ndarray, scenes: np.ndarray) -> np.ndarray:
     for i, r in enumerate(rows):
         hit = np.flatnonzero(np.all(scenes == r[None, :], axis=1))
         if len(hit) != 1:
-            raise IngestError(f"{label}: row {i} matches {len(hit)} of the 118 scenes (expected exactly 1)")
+            raise IngestError(f"{label}: row {i} matches {len(hit)} of the {len(scenes)} scenes (expected exactly 1)")
         idx[i] = hit[0]
     return idx
 
 
-def import_allen_v1(data_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Import the Allen V1 natural-scenes export as one calcium session ``out_dir/allen_v1_511510667``.
+def import_allen_v1(data_dir: str | os.PathLike, out_dir: str | os.PathLike, container: str = ALLEN_CONTAINER,
+                    subject: str | None = None, overwrite: bool = False) -> Path:
+    """Import an Allen V1 natural-scenes export as one calcium session ``out_dir/allen_v1_<container>``.
 
-    ``data_dir`` is the ``allen_v1_natural_scenes`` folder (or its parent). Rows: the 100 images of
-    ``Allen_train_*`` then the 18 images of ``Allen_test_*`` (118 rows, each its own trial), 31x31
-    uint8 frames, the exported per-image responses of 212 neurons, response_type ``"continuous"``.
-    Covariate ``repeat_image`` (T,) int64 = index of the row's image in ``all_input_scenes_118_961.npy``
-    (established by exact pixel equality; it equals ``np.random.seed(31); np.random.permutation(118)``,
-    the split of the exporting script). ``extra_meta["split_rows"]`` records the exported train/test rows.
+    ``data_dir`` is the export folder (``allen_v1_natural_scenes``, or its parent): ``all_input_scenes_<n>_<p>.npy``
+    (n scenes of p = side x side grey pixels), ``Allen_{train,test}_input.npy`` (rows of those pixels) and
+    ``Allen_{train,test}_output.npy`` (per-image responses, one column per neuron). Counts and sizes come
+    from the files (the distributed export: 118 scenes of 31x31, 100 + 18 rows, 212 neurons). Rows: the train
+    images, then the test images, each its own trial; response_type ``"continuous"``. Covariate
+    ``repeat_image`` (T,) int64 = index of the row's image in the scenes file (exact pixel equality; for the
+    distributed export it equals ``np.random.seed(31); np.random.permutation(118)``, the exporting script's
+    split). A scene may appear in at most one row. ``extra_meta["split_rows"]`` records the exported rows.
 
-    ``Allen_test_output_big.npy`` is NOT imported: its 900 rows are not the 18 test images x 50 repeats
-    but 900 single trials drawn at random from all 5900 trials of all 118 images, and the image of a row
-    is not recorded in the files (see :func:`load_allen_single_trials` and ``extra_meta["notes"]``).
+    ``container``: the experiment container the export comes from (the distributed one is 511510667; the
+    files do not say); ``subject`` defaults to the known container's, else ``allen_<container>``.
+
+    ``Allen_test_output_big.npy`` is NOT imported: in the distributed export its 900 rows are not the 18
+    test images x 50 repeats but 900 single trials drawn at random from all 5900 trials of all 118 images,
+    and the image of a row is not recorded (see :func:`load_allen_single_trials` and ``extra_meta["notes"]``).
     """
-    d = _resolve(data_dir, "allen_v1_natural_scenes", "all_input_scenes_118_961.npy")
-    arrs = {}
-    for f in _ALLEN_FILES:
-        arrs[f] = np.load(_need_file(d / f), allow_pickle=False)
-    scenes = arrs["all_input_scenes_118_961.npy"]
-    tri, tro = arrs["Allen_train_input.npy"], arrs["Allen_train_output.npy"]
-    tei, teo = arrs["Allen_test_input.npy"], arrs["Allen_test_output.npy"]
-    for f, a, shape in [("all_input_scenes_118_961.npy", scenes, (118, 961)), ("Allen_train_input.npy", tri, (100, 961)),
-                        ("Allen_test_input.npy", tei, (18, 961))]:
-        if a.shape != shape:
-            raise IngestError(f"{str(d / f)!r}: expected shape {shape}, got {a.shape}")
-    for f, a, n in [("Allen_train_output.npy", tro, 100), ("Allen_test_output.npy", teo, 18)]:
-        if a.ndim != 2 or a.shape[0] != n:
-            raise IngestError(f"{str(d / f)!r}: expected shape ({n}, n_neurons), got {a.shape}")
+    d, scenes_file = _allen_folder(data_dir)
+    container = str(container)
+    known = ALLEN_CONTAINERS.get(container, {})
+    subject = subject or known.get("subject") or f"allen_{container}"
+    scenes = _load_npy(scenes_file)
+    tri, tro, tei, teo = (_load_npy(d / f) for f in _ALLEN_SPLIT_FILES)
+    if scenes.ndim != 2:
+        raise IngestError(f"{str(scenes_file)!r}: expected (n_scenes, n_pixels), got shape {scenes.shape}")
+    n_scenes, n_pix = scenes.shape
+    side = int(round(n_pix ** 0.5))
+    if side * side != n_pix:
+        raise IngestError(f"{str(scenes_file)!r}: {n_pix} pixels per scene is not a square image")
+    for f, a in (("Allen_train_input.npy", tri), ("Allen_test_input.npy", tei)):
+        if a.ndim != 2 or a.shape[1] != n_pix:
+            raise IngestError(f"{str(d / f)!r}: expected shape (n_rows, {n_pix}), got {a.shape}")
+    for f, a, rows in (("Allen_train_output.npy", tro, tri), ("Allen_test_output.npy", teo, tei)):
+        if a.ndim != 2 or a.shape[0] != rows.shape[0]:
+            raise IngestError(f"{str(d / f)!r}: expected shape ({rows.shape[0]}, n_neurons), got {a.shape}")
     if tro.shape[1] != teo.shape[1]:
         raise IngestError(f"{str(d)!r}: train and test outputs have {tro.shape[1]} and {teo.shape[1]} neurons")
     idx = np.concatenate([_match_rows(repr(str(d / "Allen_train_input.npy")), tri, scenes),
                           _match_rows(repr(str(d / "Allen_test_input.npy")), tei, scenes)])
-    if len(np.unique(idx)) != 118:
-        raise IngestError(f"{str(d)!r}: train + test inputs do not cover the 118 scenes exactly once")
+    if len(np.unique(idx)) != len(idx):
+        raise IngestError(f"{str(d)!r}: a scene appears in more than one train/test row")
+    n_tr, n_te = len(tri), len(tei)
     pix = np.concatenate([tri, tei])
-    frames = frames_to_uint8(pix.reshape(-1, 31, 31), frame_range="byte", label=repr(str(d / "Allen_*_input.npy")))
+    frames = frames_to_uint8(pix.reshape(-1, side, side), frame_range="byte", label=repr(str(d / "Allen_*_input.npy")))
     responses = np.concatenate([tro, teo])
     extra = {
-        "source": ALLEN_SOURCE, "license": ALLEN_LICENSE, "citation": ALLEN_CITATION, "dataset": "allen_v1",
-        "experiment_container_id": int(ALLEN_CONTAINER), "cre_line": "Cux2-CreERT2",
-        "reporter_line": "Ai93(TITL-GCaMP6f)", "targeted_structure": "VISp", "imaging_depth_um": 275,
+        "source": known.get("source", f"an Allen Brain Observatory natural-scenes export ({d})"),
+        "license": ALLEN_LICENSE, "citation": ALLEN_CITATION, "dataset": "allen_v1",
+        "experiment_container_id": int(container) if container.isdigit() else container,
+        **{k: v for k, v in known.items() if k not in ("subject", "source")},
         "responses": ("per-image mean_sweep_response (dF/F-type values, can be negative) as exported in "
                       "Allen_train_output.npy / Allen_test_output.npy"),
         "sampling_rate_note": "one sample per image presentation; sampling_rate 4/s = one 250 ms presentation",
-        "frames": "118 natural scenes downsampled to 31x31 grey (0..255) by the exporter, row-major",
-        "split_rows": {"train": [0, 100], "test": [100, 118]},
-        "source_files": list(_ALLEN_FILES),
+        "frames": f"{n_scenes} natural scenes downsampled to {side}x{side} grey (0..255) by the exporter, row-major",
+        "split_rows": {"train": [0, n_tr], "test": [n_tr, n_tr + n_te]},
+        "source_files": [scenes_file.name, *_ALLEN_SPLIT_FILES],
         "notes": [
-            "Row order: Allen_train_* (100) then Allen_test_* (18); covariate repeat_image = index into "
-            "all_input_scenes_118_961.npy (exact pixel match; equals numpy seed-31 permutation(118)).",
+            f"Row order: Allen_train_* ({n_tr}) then Allen_test_* ({n_te}); covariate repeat_image = index into "
+            f"{scenes_file.name} (exact pixel match).",
+        ],
+    }
+    if container == ALLEN_CONTAINER:
+        extra["notes"] += [
+            "repeat_image equals numpy seed-31 permutation(118), the exporting script's split.",
             "The exported 'mean' outputs have the across-image variance of single trials (ratio 0.95) and 15 of "
             "the 118 rows equal single-trial rows of Allen_test_output_big.npy exactly: they behave like one "
             "trial per image, not 50-repeat means.",
             "Allen_test_output_big.npy (900 rows) is not imported: its rows are 900 single trials drawn at "
             "random (seed-31 permutation(5900)[5000:]) from all 118 images; their images are not recorded.",
-        ],
-    }
+        ]
     return _ingest(
-        out_dir, _arg_label, name=f"allen_v1_{ALLEN_CONTAINER}", subject=f"cux2_{ALLEN_CONTAINER}",
+        out_dir, _arg_label, name=f"allen_v1_{container}", subject=subject,
         sampling_rate=ALLEN_SAMPLING_RATE, frames=frames, responses=responses, response_type="continuous",
         covariates={"repeat_image": idx}, extra_meta=extra, overwrite=overwrite,
     )
 
 
 def load_allen_single_trials(data_dir: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """``Allen_test_output_big.npy`` (900, 212) single trials and, per row, the scene index (0..117 in
-    ``all_input_scenes_118_961.npy`` order) where it can be established - the rows identical to an
-    exported per-image row (15 of 900) - else -1."""
-    d = _resolve(data_dir, "allen_v1_natural_scenes", "all_input_scenes_118_961.npy")
-    big = np.load(_need_file(d / "Allen_test_output_big.npy"), allow_pickle=False)
-    scenes = np.load(_need_file(d / "all_input_scenes_118_961.npy"), allow_pickle=False)
-    idx = np.concatenate([
-        _match_rows("Allen_train_input.npy", np.load(_need_file(d / "Allen_train_input.npy")), scenes),
-        _match_rows("Allen_test_input.npy", np.load(_need_file(d / "Allen_test_input.npy")), scenes),
-    ])
-    per_image = np.concatenate([np.load(_need_file(d / "Allen_train_output.npy")),
-                                np.load(_need_file(d / "Allen_test_output.npy"))])
+    """``Allen_test_output_big.npy`` (n_trials, n_neurons) single trials and, per row, the scene index (in the
+    scenes file's order) where it can be established - the rows identical to an exported per-image row (15 of
+    900 in the distributed export) - else -1."""
+    d, scenes_file = _allen_folder(data_dir)
+    big = _load_npy(d / "Allen_test_output_big.npy")
+    scenes = _load_npy(scenes_file)
+    tri, tro, tei, teo = (_load_npy(d / f) for f in _ALLEN_SPLIT_FILES)
+    idx = np.concatenate([_match_rows("Allen_train_input.npy", tri, scenes), _match_rows("Allen_test_input.npy", tei, scenes)])
+    per_image = np.concatenate([tro, teo])
     image = np.full(len(big), -1, dtype=np.int64)
     for i, row in enumerate(big):
         hit = np.flatnonzero(np.all(per_image == row[None, :], axis=1))
