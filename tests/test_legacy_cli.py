@@ -269,7 +269,7 @@ def test_help_lists_every_flag(capsys):
         assert f"--{f.name}" in out
 
 
-def test_legacy_command_line_trains_end_to_end(tmp_path):
+def test_legacy_command_line_trains_end_to_end(tmp_path, monkeypatch):
     make_stores(tmp_path)  # three synthetic sessions named like legacy ones, a parent YAML, model.yaml
     ck = tmp_path / "ck"
     argv = ["--model_config", str(tmp_path / "model.yaml"), "--dataset_configs_path",
@@ -290,7 +290,10 @@ def test_legacy_command_line_trains_end_to_end(tmp_path):
     assert (run / "checkpoints" / "last" / "neurotrain_model.json").is_file()
     assert "legacy training/train_ddp_multidataset.py flags -> recipe" in proc.stdout
     assert "--gpu_ids 0 is not honoured" in proc.stdout and "CUDA_VISIBLE_DEVICES=0" in proc.stdout
-    # the run's resolved recipe is the translation, and reads back as a recipe file
+    # the run's resolved recipe is the translation with absolute paths and the model YAML beside it, and reads
+    # back as a recipe file
     resolved = load_recipe(run / "recipe.resolved.yaml")
-    assert resolved == translate(argv, env={"HOME": str(tmp_path)}, cwd=tmp_path).recipe
+    monkeypatch.chdir(tmp_path)  # where the run resolved its working-directory paths
+    translated = translate(argv, env={"HOME": str(tmp_path)}, cwd=tmp_path).recipe
+    assert resolved.to_dict() == translated.to_resolved_dict(str(run / "model.yaml"))
     assert resolved.train.steps_per_epoch == 3 and resolved.logging.run_name == name

@@ -293,6 +293,33 @@ class Recipe:
         d.pop("source", None)
         return d
 
+    def to_resolved_dict(self, model_config: str | None = None) -> dict:
+        """The recipe with every path made absolute, so the file it is written to works from any folder.
+
+        Input paths resolve against the recipe's folder and ``output_dir`` / ``data.cache_dir`` against the
+        working directory, exactly as the run resolved them. ``model_config`` replaces ``model.config`` (the
+        run writes a copy of the model YAML beside ``recipe.resolved.yaml`` and names it here).
+        """
+        d = self.to_dict()
+        ab = lambda p: str(self.resolve(p).resolve())  # noqa: E731
+        d["output_dir"] = str(Path(self.output_dir).expanduser().resolve())
+        data = d["data"]
+        data["cache_dir"] = str(Path(self.data.cache_dir).expanduser().resolve())
+        for key in ("sessions", "holdout_sessions"):
+            if data.get(key):
+                data[key] = [ab(p) for p in data[key]]
+        for key in ("legacy_config", "store_dir"):
+            if data.get(key):
+                data[key] = ab(data[key])
+        if data.get("importer") and "path" in data["importer"]:
+            data["importer"] = dict(data["importer"], path=ab(os.path.expandvars(str(data["importer"]["path"]))))
+        d["model"]["config"] = model_config or ab(self.model.config)
+        if d["model"].get("pretrained"):
+            d["model"]["pretrained"] = ab(d["model"]["pretrained"])
+        if d["checkpoint"]["resume"] not in ("auto", "never", ""):
+            d["checkpoint"]["resume"] = ab(d["checkpoint"]["resume"])
+        return d
+
 
 _RESERVED = {"base_dir", "source"}
 

@@ -129,6 +129,25 @@ def init_readout_biases(model, registry: list[dict], skip: set[int] = frozenset(
             readout.bias.copy_(bias.to(readout.bias.dtype))
 
 
+def write_resolved_recipe(recipe: Recipe, model_config: dict, model_file: Path, out_dir: Path) -> Path:
+    """``out_dir/recipe.resolved.yaml``: the recipe after overrides, every path absolute, and the model YAML
+    copied beside it as ``model.yaml`` (the file as it was, or the passed model's config), so that
+    ``neurotrain train`` / ``neurotrain evaluate --data`` accept the file from any working directory and
+    after the original recipe's folder has changed."""
+    from neurotrain.checkpoint.atomic import write_text_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_copy = out_dir / "model.yaml"
+    if model_file.is_file():
+        if model_file.resolve() != model_copy.resolve():
+            write_text_atomic(model_copy, model_file.read_text())
+    else:
+        write_text_atomic(model_copy, yaml.safe_dump(model_config, sort_keys=False))
+    path = out_dir / "recipe.resolved.yaml"
+    write_text_atomic(path, yaml.safe_dump(recipe.to_resolved_dict(str(model_copy.resolve())), sort_keys=False))
+    return path
+
+
 def history_lags_of(model_config: dict) -> int:
     """How many past bins of counts a spike-history model (``model_type: v1multi_history``) reads; else 0."""
     if model_config.get("model_type") != "v1multi_history":
@@ -471,8 +490,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         state.biases_initialized = True
 
     if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "recipe.resolved.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        write_resolved_recipe(recipe, model_config, model_file, out_dir)
     if accelerator.log_with:
         accelerator.init_trackers(recipe.logging.wandb_project, config=recipe.to_dict(),
                                   init_kwargs=wandb_tracker_config(recipe)[1])
@@ -647,7 +665,7 @@ def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config
         return
     ckpt = Path(recipe.output_dir) / "checkpoints"
     scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    provenance = {"recipe": recipe.to_dict(), "epoch": epoch, "global_step": state.global_step}
+    provenance = {"recipe": recipe.to_resolved_dict(), "epoch": epoch, "global_step": state.global_step}
     kw = dict(model_config=model_config, sessions=data.registry, metrics=scalars, extra={"provenance": provenance})
     save_portable(raw, ckpt / "last", **kw)
     k = recipe.checkpoint.save_top_k
