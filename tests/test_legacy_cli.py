@@ -9,11 +9,13 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from neurotrain.cli import main as cli_main
-from neurotrain.config import load_recipe
-from neurotrain.config.legacy_cli import FLAGS, NEW_FLAGS, is_legacy, translate
+from neurotrain.config import ConfigError, load_recipe
+from neurotrain.config.legacy_cli import FLAGS, NEW_FLAGS, hardware_plan, is_legacy, translate
+from neurotrain.data.build import build_data
 from tests.helpers.tiny import ROOT
 from tests.test_legacy_training import make_stores
 
@@ -122,8 +124,6 @@ def test_every_flag_maps_to_its_recipe_key(files):
     assert r.checkpoint.resume == str(files / "last.ckpt") and r.model.pretrained == str(files / "pre.ckpt")
     assert r.data.sampling.curriculum and r.logging.model_logging and r.train.compile
     notes = "\n".join(tr.notes)
-    assert "--gpu_ids 0,1" in notes and "CUDA_VISIBLE_DEVICES=0,1 accelerate launch --num_processes 2" in notes
-    assert "wins over --num_gpus" in notes and "--gpu 1" in notes and "CUDA_VISIBLE_DEVICES=1" in notes
     assert "--core_lr_scale 0.5 now takes effect" in notes
     assert "train.steps_per_epoch 257 optimizer steps" in notes  # ceil(1026 / 4)
     assert "--homogeneous_batches" in notes and "--pretrained_checkpoint now really loads" in notes
@@ -179,10 +179,10 @@ def test_canonical_script_translates_to_the_documented_recipe(files):
     documented = yaml.safe_load(_docs_block("canonical-recipe"))
     tr = translate(after, env=env_of(files), cwd=files)
     assert rel(tr.recipe_dict, files) == documented
-    # the script as it was (with --gpu_ids 1), plus --store_dir, gives the same recipe and names the device
+    # the script as it was (with --gpu_ids 1), plus --store_dir, gives the same recipe; the device is the
+    # launcher's business (hardware_plan)
     old = translate(before + ["--store_dir", "stores"], env=env_of(files), cwd=files)
-    assert old.recipe == tr.recipe
-    assert any("CUDA_VISIBLE_DEVICES=1" in n for n in old.notes)
+    assert old.recipe == tr.recipe and old.given["gpu_ids"] == "1"
     r = tr.recipe  # spec 8.3: the canonical twin's settings
     assert (r.data.batch_size, r.train.accumulate_grad_batches, r.train.lr, r.train.weight_decay) == (256, 4, 1e-3, 1e-5)
     assert (r.train.lr_scheduler, r.train.warmup_epochs, r.train.max_epochs) == ("cosine_warmup", 2.0, 9999)
@@ -251,7 +251,8 @@ def test_legacy_to_recipe_writes_the_same_recipe(files, monkeypatch, capsys):
     assert "wrote" in capsys.readouterr().out
     text = out.read_text()
     assert text.startswith("# Translated from a VisionCore training/train_ddp_multidataset.py")
-    assert "--legacy-to-recipe" not in text and "# note: --gpu_ids 1" in text
+    assert "--legacy-to-recipe" not in text
+    assert "# note: --gpu_ids 1 is not part of a recipe: run it with `accelerate launch --num_processes 1 --gpu_ids 1" in text
     loaded = load_recipe(out)
     tr = translate(argv, cwd=files)
     assert loaded == tr.recipe
@@ -276,7 +277,7 @@ def test_legacy_command_line_trains_end_to_end(tmp_path, monkeypatch):
             str(tmp_path / "configs" / "multi_synth.yaml"), "--store_dir", str(tmp_path / "store"),
             "--max_epochs", "1", "--steps_per_epoch", "3", "--batch_size", "16", "--learning_rate", "1e-3",
             "--weight_decay", "1e-5", "--checkpoint_dir", str(ck), "--num_workers", "0", "--precision", "32",
-            "--gpu_ids", "0", "--lr_scheduler", "cosine_warmup", "--warmup_epochs", "0"]
+            "--lr_scheduler", "cosine_warmup", "--warmup_epochs", "0"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT),
            "HOME": str(tmp_path)}
     for k in ("NEUROTRAIN_STORE_DIR", "WANDB_API_KEY", "NETRC"):
@@ -289,7 +290,7 @@ def test_legacy_command_line_trains_end_to_end(tmp_path, monkeypatch):
     assert (run / "checkpoints" / "last" / "model.safetensors").is_file()
     assert (run / "checkpoints" / "last" / "neurotrain_model.json").is_file()
     assert "legacy training/train_ddp_multidataset.py flags -> recipe" in proc.stdout
-    assert "--gpu_ids 0 is not honoured" in proc.stdout and "CUDA_VISIBLE_DEVICES=0" in proc.stdout
+    assert "the DDP script defaulted to 2 GPUs" in proc.stdout
     # the run's resolved recipe is the translation with absolute paths and the model YAML beside it, and reads
     # back as a recipe file
     resolved = load_recipe(run / "recipe.resolved.yaml")
@@ -297,3 +298,84 @@ def test_legacy_command_line_trains_end_to_end(tmp_path, monkeypatch):
     translated = translate(argv, env={"HOME": str(tmp_path)}, cwd=tmp_path).recipe
     assert resolved.to_dict() == translated.to_resolved_dict(str(run / "model.yaml"))
     assert resolved.train.steps_per_epoch == 3 and resolved.logging.run_name == name
+
+
+def test_legacy_to_recipe_needs_no_store_dir(files, monkeypatch, capsys):
+    """The recipe is only written: --store_dir becomes a commented placeholder, which a run refuses by name."""
+    monkeypatch.chdir(files)
+    monkeypatch.delenv("NEUROTRAIN_STORE_DIR", raising=False)
+    out = files / "out" / "no_store.yaml"
+    assert cli_main(["train", "--legacy-to-recipe", str(out)] + base(files)[:4]) == 0
+    assert "data.store_dir is a placeholder" in capsys.readouterr().out
+    text = out.read_text()
+    assert "  store_dir: null  # REQUIRED before running" in text
+    recipe = load_recipe(out)
+    assert recipe.data.store_dir is None
+    with pytest.raises(ConfigError, match="data.store_dir: required with data.legacy_config"):
+        build_data(recipe)
+
+
+def _plan(given, env=None, gpus=0, argv=("--model_config", "m.yaml", "--num_gpus", "2")):
+    return hardware_plan(given, list(argv), env or {}, gpus)
+
+
+def test_hardware_flags_are_never_silently_ignored():
+    # no flag: this process (translate names the DDP script's 2-GPU default)
+    assert _plan({}).action == "run" and _plan({}).notes == []
+    # no GPU on the machine: refused, naming the command for CPU processes without the flag
+    p = _plan({"num_gpus": 2})
+    assert p.action == "refuse" and "this machine has none" in p.message
+    assert "accelerate launch --config_file accelerate_configs/cpu_2proc.yaml --num_processes 2 -m neurotrain train " \
+           "--model_config m.yaml --num_gpus 2` for 2 CPU processes" in p.message
+    assert _plan({"gpu_ids": "0"}, argv=["--gpu_ids", "0"]).action == "refuse"
+    # more than the machine has, or a device it lacks
+    assert "has 1" in _plan({"num_gpus": 2}, gpus=1).message
+    assert "device 3 does not exist" in _plan({"gpu_ids": "0,3"}, gpus=2).message
+    # GPUs at hand: one device runs here; several are launched as the DDP script did, with a loop guard
+    assert _plan({"num_gpus": 1}, gpus=2).action == "run"
+    p = _plan({"gpu_ids": "0,1", "num_gpus": 4}, gpus=2, argv=["--gpu_ids", "0,1", "--num_gpus", "4"])
+    assert p.action == "launch" and p.env == {"NEUROTRAIN_LAUNCHED": "2"}
+    assert p.command[1:] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                             "--gpu_ids", "0,1", "-m", "neurotrain", "train", "--gpu_ids", "0,1", "--num_gpus", "4"]
+    assert "starting `accelerate launch --multi_gpu --num_processes 2 --gpu_ids 0,1 -m neurotrain train" in p.notes[0]
+    p = _plan({"gpu": 1}, gpus=2, argv=["--gpu", "1"])
+    assert p.action == "launch" and p.command[3:7] == ["--num_processes", "1", "--gpu_ids", "1"]
+    # inside a launch the count must agree (whatever the machine)
+    assert _plan({"num_gpus": 2}, env={"WORLD_SIZE": "2"}).action == "run"
+    assert _plan({"gpu_ids": "1"}, env={"NEUROTRAIN_LAUNCHED": "1"}, argv=["--gpu_ids", "1"]).action == "run"
+    p = _plan({"num_gpus": 4}, env={"WORLD_SIZE": "2"})
+    assert p.action == "refuse" and "asks for 4 processes but this launch started 2" in p.message
+    assert "`accelerate launch --multi_gpu --num_processes 4 -m neurotrain train" in p.message
+
+
+def test_more_gpus_than_the_machine_has_exits_2(files, monkeypatch, capsys):
+    monkeypatch.chdir(files)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    want = have + 2
+    assert cli_main(["train"] + base(files) + ["--num_gpus", str(want)]) == 2
+    err = capsys.readouterr().err
+    assert f"--num_gpus {want} asks for {want} GPUs and this machine has {have or 'none'}" in err
+    assert not (files / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_num_gpus_inside_a_launch_must_match_its_processes(tmp_path):
+    """Under `accelerate launch` (2 CPU processes here) --num_gpus 2 trains; --num_gpus 3 stops both ranks with
+    exit code 2 before any process group forms (no rank waits on the other)."""
+    make_stores(tmp_path)
+    argv = ["--model_config", str(tmp_path / "model.yaml"), "--dataset_configs_path",
+            str(tmp_path / "configs" / "multi_synth.yaml"), "--store_dir", str(tmp_path / "store"),
+            "--max_epochs", "1", "--steps_per_epoch", "2", "--batch_size", "16", "--checkpoint_dir", str(tmp_path / "ck"),
+            "--num_workers", "0", "--precision", "32", "--experiment_name", "x"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", "29561", "-m", "neurotrain",
+           "train", *argv]
+    proc = subprocess.run(cmd + ["--num_gpus", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert proc.stderr.count("--num_gpus 3 asks for 3 processes but this launch started 2") == 2
+    proc = subprocess.run(cmd + ["--num_gpus", "2"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--num_gpus 2: honoured by the launcher (2 processes)" in proc.stdout
+    assert (tmp_path / "ck" / "x" / "checkpoints" / "last" / "model.safetensors").is_file()

@@ -18,8 +18,9 @@ console and written to ``output_dir/recipe.resolved.yaml`` by the run. Three add
 * ``--legacy-to-recipe OUT.yaml``: write the equivalent recipe and exit;
 * trailing ``key=value`` tokens: dotted recipe overrides applied after the translation.
 
-Hardware flags (``--num_gpus``, ``--gpu_ids``, ``--gpu``) cannot act from inside a process started by
-Accelerate: they are accepted and a line names the ``accelerate launch`` option that replaces them.
+Hardware flags (``--num_gpus``, ``--gpu_ids``, ``--gpu``) are never ignored (:func:`hardware_plan`): outside a
+launch they start the ``accelerate launch`` command that does what they say (and print it); inside one they
+must agree with its process count; on a machine without enough GPUs they are refused with the command to use.
 An unknown flag, a missing value, a bad type or choice stops with exit code 2 and names the flag.
 """
 
@@ -96,11 +97,12 @@ FLAGS: tuple[Flag, ...] = (
          help="16/16-mixed -> fp16, bf16/bf16-mixed -> bf16, 32 -> no"),
     Flag("dset_dtype", "str", "uint8", choices=("uint8", "bfloat16", "float32"), key="data.stim_dtype"),
     Flag("num_gpus", "int", None, scripts=("ddp",), key="(accelerate launch --num_processes N)",
-         help="not honoured in the process: use accelerate launch --num_processes N"),
-    Flag("gpu_ids", "str", None, scripts=("ddp",), key="(CUDA_VISIBLE_DEVICES / accelerate launch --gpu_ids)",
-         help="not honoured in the process: CUDA_VISIBLE_DEVICES=IDS or accelerate launch --gpu_ids IDS"),
-    Flag("gpu", "int", 0, scripts=("single",), key="(CUDA_VISIBLE_DEVICES)",
-         help="not honoured in the process: CUDA_VISIBLE_DEVICES=K"),
+         help="N > 1 starts accelerate launch --multi_gpu --num_processes N; inside a launch it must equal the "
+              "process count; refused without GPUs"),
+    Flag("gpu_ids", "str", None, scripts=("ddp",), key="(accelerate launch --gpu_ids IDS)",
+         help="starts accelerate launch --gpu_ids IDS --num_processes len(IDS) (wins over --num_gpus)"),
+    Flag("gpu", "int", 0, scripts=("single",), key="(accelerate launch --gpu_ids K)",
+         help="starts accelerate launch --gpu_ids K --num_processes 1"),
     Flag("num_workers", "int", 16, key="data.num_workers"),
     Flag("steps_per_epoch", "int", 1000, key="train.steps_per_epoch",
          help="batches per epoch per process; the recipe counts optimizer steps (= ceil(N / accumulate))"),
@@ -271,29 +273,103 @@ def experiment_name(values: dict, script: str) -> str:
             f"_lr{values['learning_rate']}_wd{values['weight_decay']}")
 
 
-def _hardware_notes(given: dict, script: str, env: dict, running: bool) -> list[str]:
-    world = int(env.get("WORLD_SIZE", "1") or 1)
-    here = f"this run has {world} process{'es' if world != 1 else ''}" if running else "the process count is not part of a recipe"
-    notes = []
+STORE_PLACEHOLDER = ("REQUIRED before running: the folder holding one neurotrain session folder per legacy session "
+                     "name (see docs/migration.md 'Dataset YAMLs'), or --store_dir / NEUROTRAIN_STORE_DIR")
+LAUNCHED_ENV = "NEUROTRAIN_LAUNCHED"  # set by a relaunch, so the started process does not relaunch again
+
+
+@dataclass
+class HardwarePlan:
+    """What the hardware flags (``--num_gpus``, ``--gpu_ids``, ``--gpu``) make a legacy command line do.
+
+    ``action``: ``"run"`` (train in this process; ``notes`` say why that is what was asked), ``"launch"``
+    (start ``command`` with ``env`` in place of this process: the ``accelerate launch`` line that does what the
+    flags say) or ``"refuse"`` (``message`` says why and names the command to use instead).
+    """
+
+    action: str
+    notes: list[str] = field(default_factory=list)
+    command: list[str] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
+    message: str = ""
+
+
+def _requested_devices(given: dict) -> tuple[int, Optional[str], str]:
+    """(processes, device ids or None, the flags as typed) that the hardware flags ask for; (0, None, "") if none.
+    As in VisionCore, --gpu_ids wins over --num_gpus."""
     if "gpu_ids" in given:
         ids = given["gpu_ids"]
-        n = len(ids.split(","))
-        extra = " (it wins over --num_gpus, as in VisionCore)" if "num_gpus" in given else ""
-        notes.append(f"--gpu_ids {ids} is not honoured from inside the process{extra}: choose the devices with "
-                     f"`CUDA_VISIBLE_DEVICES={ids} accelerate launch --num_processes {n} -m neurotrain train ...` "
-                     f"(or `accelerate launch --gpu_ids {ids} --num_processes {n}`); {here}")
-    elif "num_gpus" in given:
-        n = given["num_gpus"]
-        notes.append(f"--num_gpus {n} is not honoured from inside the process: start "
-                     f"`accelerate launch --num_processes {n} -m neurotrain train ...` instead; {here}")
+        return len(ids.split(",")), ids, f"--gpu_ids {ids}"
+    if "num_gpus" in given:
+        return int(given["num_gpus"]), None, f"--num_gpus {given['num_gpus']}"
     if "gpu" in given:
-        k = given["gpu"]
-        notes.append(f"--gpu {k} is not honoured from inside the process: choose the device with "
-                     f"`CUDA_VISIBLE_DEVICES={k} neurotrain train ...` (or `accelerate launch --gpu_ids {k}`); {here}")
-    if script == "ddp" and not ({"gpu_ids", "num_gpus", "gpu"} & set(given)) and world == 1:
-        notes.append("the DDP script defaulted to 2 GPUs; neurotrain runs as many processes as "
-                     f"`accelerate launch --num_processes N` starts ({here})")
-    return notes
+        return 1, str(given["gpu"]), f"--gpu {given['gpu']}"
+    return 0, None, ""
+
+
+def hardware_plan(given: dict, argv: list[str], env: dict, n_gpus: int) -> HardwarePlan:
+    """Decide what the hardware flags do, never ignoring them.
+
+    * Inside a launch (``WORLD_SIZE`` set by ``accelerate launch``/torchrun, or a relaunch of ours): the flags
+      must agree with the number of processes started, else the run is refused with the command that starts
+      the right number.
+    * Outside a launch: one device is used in this process (``--gpu_ids K`` / ``--gpu K`` select it); more
+      than one is started with ``accelerate launch --multi_gpu --num_processes N [--gpu_ids IDS]``, as the
+      legacy DDP script started N ranks itself. Asking for GPUs on a machine with none (or for more than it
+      has) is refused, naming the command for CPU processes.
+
+    ``n_gpus``: the CUDA devices this machine has. ``argv``: the legacy arguments after ``train``.
+    """
+    n, ids, typed = _requested_devices(given)
+    notes: list[str] = []
+    launched = env.get(LAUNCHED_ENV) or env.get("WORLD_SIZE")
+    world = int(launched or 1)
+    rest = " ".join(shlex.quote(a) for a in argv)
+    if n == 0:
+        return HardwarePlan("run")
+    if n < 1:
+        return HardwarePlan("refuse", message=f"{typed}: expected at least one device")
+    multi = "--multi_gpu " if n > 1 else ""
+    ids_opt = f"--gpu_ids {ids} " if ids is not None else ""
+    launch = f"accelerate launch {multi}--num_processes {n} {ids_opt}-m neurotrain train {rest}"
+    if launched:
+        if world != n:
+            return HardwarePlan("refuse", message=(
+                f"{typed} asks for {n} process{'es' if n != 1 else ''} but this launch started {world}: "
+                f"start `{launch}`"))
+        notes.append(f"{typed}: honoured by the launcher ({world} process{'es' if world != 1 else ''}"
+                     + (f", devices as CUDA_VISIBLE_DEVICES / --gpu_ids gave them" if ids is not None else "") + ")")
+        return HardwarePlan("run", notes)
+    if n_gpus == 0:
+        how = (f"run `accelerate launch --config_file accelerate_configs/cpu_2proc.yaml --num_processes {n} -m "
+               f"neurotrain train {rest}` for {n} CPU processes" if n > 1 else "drop the flag to train on the CPU")
+        return HardwarePlan("refuse", message=f"{typed} asks for {n} GPU{'s' if n != 1 else ''} and this machine "
+                                              f"has none: {how}")
+    if ids is not None:
+        bad = [i for i in ids.split(",") if int(i) >= n_gpus]
+        if bad:
+            return HardwarePlan("refuse", message=f"{typed}: device {bad[0]} does not exist (this machine has "
+                                                  f"{n_gpus} GPU{'s' if n_gpus != 1 else ''}: 0..{n_gpus - 1})")
+    elif n > n_gpus:
+        return HardwarePlan("refuse", message=f"{typed} asks for {n} GPUs and this machine has {n_gpus}")
+    if n == 1 and ids is None:
+        notes.append(f"{typed}: one GPU, this process")
+        return HardwarePlan("run", notes)
+    command = [sys.executable, "-m", "accelerate.commands.launch", *(["--multi_gpu"] if n > 1 else []),
+               "--num_processes", str(n), *(["--gpu_ids", ids] if ids is not None else []),
+               "-m", "neurotrain", "train", *argv]
+    return HardwarePlan("launch", [f"{typed}: starting `{launch}`"], command, {LAUNCHED_ENV: str(n)})
+
+
+def _hardware_notes(given: dict) -> list[str]:
+    """For ``--legacy-to-recipe``: the process count is not part of a recipe; name the launch line."""
+    n, ids, typed = _requested_devices(given)
+    if n == 0:
+        return []
+    multi = "--multi_gpu " if n > 1 else ""
+    ids_opt = f"--gpu_ids {ids} " if ids is not None else ""
+    return [f"{typed} is not part of a recipe: run it with `accelerate launch {multi}--num_processes {n} "
+            f"{ids_opt}-m neurotrain train THIS.yaml`"]
 
 
 def _wandb_logged_in(env: dict) -> bool:
@@ -341,10 +417,13 @@ def translate(argv: list[str], *, script: Optional[str] = None, env: Optional[di
     v = {f.name: f.default_for(script) for f in FLAGS}
     v.update(given)
 
-    notes = _hardware_notes(given, script, env, running=write_to is None)
+    notes = _hardware_notes(given) if write_to is not None else []
+    if script == "ddp" and not _requested_devices(given)[0]:
+        notes.append("the DDP script defaulted to 2 GPUs; neurotrain runs as many processes as "
+                     "`accelerate launch --num_processes N` starts")
     if store is None:
         store = env.get(STORE_ENV) or None
-        if store is None:
+        if store is None and write_to is None:
             raise ConfigError(SOURCE, "--store_dir", "required: the folder holding one neurotrain session store per "
                               "legacy session name (VisionCore's .dset files are not read; export them as "
                               f"docs/migration.md 'Dataset YAMLs' shows), or set {STORE_ENV}")
@@ -386,7 +465,7 @@ def translate(argv: list[str], *, script: Optional[str] = None, env: Optional[di
         "output_dir": str(Path(v["checkpoint_dir"]) / name),
         "data": {
             "legacy_config": str(dcp),
-            "store_dir": _abs(store, cwd),
+            "store_dir": _abs(store, cwd) if store else None,
             "max_datasets": v["max_datasets"],
             "batch_size": v["batch_size"],
             "num_workers": v["num_workers"],
@@ -492,7 +571,10 @@ def recipe_yaml(tr: Translation) -> str:
         "# Run it with: accelerate launch -m neurotrain train THIS.yaml   (or: neurotrain train THIS.yaml)",
     ]
     head += [f"# note: {n}" for n in tr.notes]
-    return "\n".join(head) + "\n" + yaml.safe_dump(tr.recipe_dict, sort_keys=False, default_flow_style=False)
+    body = yaml.safe_dump(tr.recipe_dict, sort_keys=False, default_flow_style=False)
+    if not tr.recipe_dict["data"].get("store_dir"):  # --legacy-to-recipe without --store_dir: a placeholder
+        body = body.replace("\n  store_dir: null\n", f"\n  store_dir: null  # {STORE_PLACEHOLDER}\n", 1)
+    return "\n".join(head) + "\n" + body
 
 
 def summary(tr: Translation) -> str:
@@ -511,6 +593,12 @@ def summary(tr: Translation) -> str:
     lines.append(f"  output_dir: {d['output_dir']}")
     lines += [f"[neurotrain] note: {n}" for n in tr.notes]
     return "\n".join(lines)
+
+
+def _cuda_device_count() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _is_main_process(env: dict) -> bool:
@@ -533,6 +621,8 @@ def main(argv: list[str]) -> int:
         print(f"neurotrain: configuration error: {err}", file=sys.stderr)
         return 2
     if tr.write_to:
+        if not tr.recipe_dict["data"].get("store_dir"):
+            tr.notes.append(f"data.store_dir is a placeholder: {STORE_PLACEHOLDER}")
         out = Path(tr.write_to)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(recipe_yaml(tr))
@@ -540,6 +630,14 @@ def main(argv: list[str]) -> int:
             print(f"[neurotrain] note: {n}")
         print(f"[neurotrain] wrote {out}; run it with: accelerate launch -m neurotrain train {out}")
         return 0
+    plan = hardware_plan(tr.given, tr.argv, dict(os.environ), _cuda_device_count())
+    if plan.action == "refuse":
+        print(f"neurotrain train: error: {plan.message}", file=sys.stderr)
+        return 2
+    tr.notes[:0] = plan.notes
+    if plan.action == "launch":
+        print("\n".join(f"[neurotrain] {n}" for n in plan.notes), flush=True)
+        os.execve(plan.command[0], plan.command, {**os.environ, **plan.env})
     if _is_main_process(dict(os.environ)):
         print(summary(tr), flush=True)
     from neurotrain.training.train import train
