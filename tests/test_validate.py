@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from neurotrain.cli import main
+from neurotrain.config import load_recipe
 from neurotrain.config.typed import ConfigError
 from neurotrain.config.validate import validate
 from tests.helpers.shared import data_dir
@@ -105,3 +106,37 @@ def test_a_recipe_is_validated_with_its_declared_input(tmp_path, capsys):
     # a loop hook that cannot be imported is reported by validate too
     with pytest.raises(ConfigError, match=r"train\.hooks\[0\].*cannot import"):
         validate(path, ["train.hooks=[my_lab.nothing:Hook]"])
+
+
+def test_a_legacy_dataset_recipe_validates_without_loading_data(tmp_path, capsys, monkeypatch):
+    """The input shape comes from the dataset YAML (lags) and the first session store's metadata (frame size),
+    for a hand-written recipe and for the one `--legacy-to-recipe` writes; it is the shape training uses."""
+    from neurotrain.data.build import build_data
+    from tests.test_legacy_training import SESSIONS, make_stores
+
+    recipe_path = make_stores(tmp_path)
+    rep = validate(recipe_path)
+    data = build_data(load_recipe(recipe_path))
+    assert rep.input_shape == tuple(data.registry[0]["input_shape"]) == (1, 14, 24, 24)
+
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "translated.yaml"
+    assert main(["train", "--legacy-to-recipe", str(out), "--model_config", "model.yaml", "--dataset_configs_path",
+                 "configs/multi_synth.yaml", "--store_dir", "store"]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(out)]) == 0
+    assert "input: stim (1, 14, 24, 24)" in capsys.readouterr().out
+    # a missing store is named
+    (tmp_path / "store" / next(iter(SESSIONS))).rename(tmp_path / "store" / "moved")
+    with pytest.raises(ConfigError, match="data.store_dir: cannot read the session metadata"):
+        validate(recipe_path)
+
+
+def test_a_sessions_recipe_takes_its_frame_size_from_the_first_session(tmp_path):
+    from neurotrain.data.synthetic import generate_demo_sessions
+
+    paths = generate_demo_sessions(tmp_path / "data", n_sessions=1, frame_size=20, n_trials=4, trial_frames=60)
+    recipe = {"data": {"sessions": [str(paths[0])], "lags": 14},
+              "model": {"config": str(ROOT / "recipes" / "models" / "demo_twin.yaml")}}
+    rep = validate(_write(tmp_path, recipe, "r.yaml"))
+    assert rep.input_shape == (1, 14, 20, 20)

@@ -11,9 +11,11 @@ What is checked, in order, each failure naming the file and the key:
    on zeros), printed as a table;
 5. consistency of data and model: a behaviour modulator needs ``data.use_behavior``.
 
-The declared input is ``model.input_shape`` when set, else ``[1, L, S, S]`` with L the number of lags and
-S the frame size of the synthetic data (``data.synthetic.frame_size``) or of the importer (``image_size``
-for ``cowley_v4``, 31 for ``allen_v1``). A bare model YAML uses ``input_shape`` (default
+The declared input is ``model.input_shape`` when set, else ``[1, L, H, W]`` with L the number of lags and
+H x W the frame size read without loading data: from the first session folder's metadata (``data.sessions``,
+or for ``data.legacy_config`` the first session's store in ``data.store_dir``, with L from the dataset YAML's
+``keys_lags.stim``), the synthetic data (``data.synthetic.frame_size``) or the importer (``image_size`` for
+``cowley_v4``, 31 for ``allen_v1``). A bare model YAML uses ``input_shape`` (default
 ``[1, 25, 51, 51]``, the shape of the legacy data configs).
 """
 
@@ -55,11 +57,46 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+def _first_session_frame(recipe, path: Path, key: str) -> tuple[int, int]:
+    """(H, W) of a session folder, from its metadata only (no frames are read)."""
+    from neurotrain.data.session import SessionError, read_session_meta
+
+    try:
+        h, w = read_session_meta(path)["frame_shape"]
+    except (SessionError, OSError, KeyError, ValueError) as err:
+        raise ConfigError(recipe.source, key, f"cannot read the session metadata of {path}: {err}") from None
+    return int(h), int(w)
+
+
+def _legacy_input(recipe) -> tuple[int, int, int, int]:
+    """A legacy dataset YAML: lags from its ``keys_lags.stim``, frame size from the first session's store."""
+    from neurotrain.data.legacy_config import LegacyConfigError, load_legacy_dataset_configs, stim_lags
+
+    parent = recipe.resolve(recipe.data.legacy_config)
+    try:
+        configs = load_legacy_dataset_configs(parent, max_datasets=recipe.data.max_datasets)
+        lags = stim_lags(configs[0])
+    except LegacyConfigError as err:
+        raise ConfigError(parent, "<dataset config>", str(err)) from None
+    if not recipe.data.store_dir:
+        raise ConfigError(recipe.source, "data.store_dir", "required with data.legacy_config: the folder holding "
+                          "one neurotrain session per legacy session name (see docs/migration.md)")
+    name = configs[0]["session"]
+    h, w = _first_session_frame(recipe, recipe.resolve(recipe.data.store_dir) / name, "data.store_dir")
+    return (1, len(lags), h, w)
+
+
 def _declared_input(recipe) -> tuple[int, int, int, int]:
+    """The stimulus shape ``[C, L, H, W]`` the run will feed the model, worked out without loading data."""
     if recipe.model.input_shape is not None:
         return tuple(int(v) for v in recipe.model.input_shape)  # type: ignore[return-value]
     d = recipe.data
+    if d.legacy_config:
+        return _legacy_input(recipe)
     n_lags = len(d.lag_list)
+    if d.sessions:
+        h, w = _first_session_frame(recipe, recipe.resolve(d.sessions[0]), "data.sessions[0]")
+        return (1, n_lags, h, w)
     size = None
     if d.importer:
         name = str(d.importer.get("name", ""))
@@ -67,7 +104,7 @@ def _declared_input(recipe) -> tuple[int, int, int, int]:
             size = int(d.importer.get("image_size") or 112)
         elif name == "allen_v1":
             size = 31
-    elif not d.sessions and not d.legacy_config:
+    else:
         from neurotrain.data.synthetic import DEFAULT_FRAME_SIZE
 
         size = int(d.synthetic.get("frame_size", DEFAULT_FRAME_SIZE))
