@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from neurotrain.config import load_recipe
+from neurotrain.config import ConfigError, load_recipe
 from neurotrain.training.scheduler import PlateauLR, build_scheduler
 from neurotrain.training.state import TrainState
 from neurotrain.training.hooks import spend_time_budget, stop_early
@@ -64,6 +64,7 @@ class _Recipe:
 
     class checkpoint:  # noqa: N801
         monitor = "val_bps_overall"
+        mode = None
 
 
 def test_early_stopping_counts_validations_without_improvement():
@@ -72,6 +73,16 @@ def test_early_stopping_counts_validations_without_improvement():
     stops = [stop_early(state, {"val_bps_overall": v}, _Recipe, said.append) for v in seq]
     assert stops == [False, False, False, True, True]
     assert state.best_monitor == 0.30 and said
+
+
+def test_early_stopping_on_a_loss_minimises():
+    class Loss(_Recipe):
+        class checkpoint:  # noqa: N801
+            monitor, mode = "val_loss", None
+
+    state = TrainState()
+    stops = [stop_early(state, {"val_loss": v}, Loss, lambda *_: None) for v in (1.0, 0.9, 0.895, 0.893, 0.5)]
+    assert stops == [False, False, False, True, False] and state.best_monitor == 0.5
 
 
 class _Acc:
@@ -106,3 +117,45 @@ def test_early_stopping_and_validation_subsets_in_a_run(tmp_path):
     epochs = sorted({r["epoch"] for r in rows if "val_loss" in r})
     assert epochs == [0, 1]  # epoch 0 sets the best, epoch 1 does not beat it by 100: stop
     assert result["epoch"] == 1
+
+
+def test_a_monitor_typo_stops_before_anything_runs(tmp_path):
+    recipe = tiny_recipe(tmp_path)
+    with pytest.raises(ConfigError, match=r"checkpoint\.monitor: 'val_bps_overal' is not a metric.*did you mean 'val_bps_overall'"):
+        load_recipe(recipe, ["checkpoint.monitor=val_bps_overal"])
+    # a well-formed name the run does not log: refused once the sessions are known, before training
+    with pytest.raises(ConfigError, match=r"checkpoint\.monitor: 'val_bps/monkeyA_2024-01-02' is not logged by this "
+                                          r"run \(did you mean .*'val_bps/monkeyA_2024-01-01'"):
+        train(load_recipe(recipe, ["checkpoint.monitor=val_bps/monkeyA_2024-01-02"]))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    with pytest.raises(ConfigError, match="checkpoint.mode"):
+        load_recipe(recipe, ["checkpoint.mode=maximum"])
+
+
+def test_best_checkpoints_by_a_loss_keep_the_lowest(tmp_path):
+    recipe = tiny_recipe(tmp_path, train={"max_epochs": 3, "steps_per_epoch": 4, "lr": 5e-2},
+                         checkpoint={"save_top_k": 2, "monitor": "val_loss"})
+    result = train(load_recipe(recipe))
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    losses = {r["epoch"]: r["val_loss"] for r in rows if "val_loss" in r}
+    best_two = sorted(losses, key=losses.get)[:2]
+    assert [b[0] for b in result["best"]] == [losses[e] for e in best_two]  # lowest first
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints" / "best").iterdir())
+    assert kept == sorted(f"epoch={e:03d}-val_loss={losses[e]:.4f}" for e in best_two)
+
+
+def test_bits_per_spike_cannot_be_monitored_without_spike_counts():
+    from neurotrain.config.monitor import check_monitor, logged_metrics
+
+    class R:
+        source = "r.yaml"
+
+        class checkpoint:  # noqa: N801
+            monitor, mode = "val_bps_overall", None
+
+    assert logged_metrics(["a"], ["s"], ["continuous"]) == ["val_loss", "train_loss", "val_corr_overall",
+                                                             "val_corr/a", "val_r2/a"]
+    with pytest.raises(ConfigError, match="no session of this run holds spike counts.*val_corr_overall"):
+        check_monitor(R, ["a"], ["s"], ["continuous"])
+    R.checkpoint.monitor = "val_r2/a"
+    assert check_monitor(R, ["a"], ["s"], ["continuous"]).mode == "max"

@@ -10,12 +10,14 @@ Command-line overrides use dotted keys: ``train.lr=1e-3 data.batch_size=32``; va
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import difflib
 import os
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from neurotrain.config.monitor import is_monitorable
 from neurotrain.config.typed import ConfigError, from_dict, to_dict
 
 
@@ -219,8 +221,12 @@ class TrainConfig:
 @dataclass
 class CheckpointConfig:
     save_top_k: int = 3
-    # Higher is better. Recipes without spike-count sessions have no bits/spike: use val_corr_overall.
+    # The metric best-k checkpoints and early stopping rank by (neurotrain.config.monitor lists them:
+    # val_loss, val_bps_overall, val_corr_overall, val_bps/<session>, ...); checked against what the run logs
+    # before training. Recipes without spike-count sessions have no bits/spike: use val_corr_overall.
     monitor: str = "val_bps_overall"
+    # min or max; null = inferred from the name (*loss* -> min; bits/spike, correlation, R^2 -> max).
+    mode: Optional[Literal["min", "max"]] = None
     every_n_steps: int = 0
     keep_last_states: int = 2
     # "auto": continue from output_dir/state/LATEST when there is one, else start fresh; "never" (or
@@ -235,6 +241,13 @@ class CheckpointConfig:
             raise ConfigError(file, f"{prefix}.save_top_k", "must be >= 0")
         if self.keep_last_states < 1:
             raise ConfigError(file, f"{prefix}.keep_last_states", "must be >= 1")
+        if not is_monitorable(self.monitor):
+            fixed = ["val_loss", "train_loss", "val_bps_overall", "val_corr_overall"]
+            close = difflib.get_close_matches(self.monitor, fixed, n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(file, f"{prefix}.monitor", f"{self.monitor!r} is not a metric the run logs{hint}; "
+                              "expected val_loss, train_loss, val_bps_overall, val_corr_overall, val_bps/<session>, "
+                              "val_corr/<session>, val_r2/<session> or val_bps_subject/<subject>")
 
 
 @dataclass

@@ -58,6 +58,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from neurotrain.config.monitor import monitor_of
 from neurotrain.config.typed import ConfigError
 
 if TYPE_CHECKING:
@@ -185,13 +186,14 @@ def print_table(metrics: dict, data: DataBundle, epoch: int) -> None:
 
 
 def stop_early(state: TrainState, metrics: dict, recipe: Recipe, say) -> bool:
-    """Early stopping on ``checkpoint.monitor`` (higher is better): True once it has not improved by more
-    than ``train.early_stopping_min_delta`` for ``train.early_stopping_patience`` validations in a row."""
+    """Early stopping on ``checkpoint.monitor`` (in its ``checkpoint.mode``): True once it has not improved by
+    more than ``train.early_stopping_min_delta`` for ``train.early_stopping_patience`` validations in a row."""
     patience = recipe.train.early_stopping_patience
-    value = metrics.get(recipe.checkpoint.monitor)
+    monitor = monitor_of(recipe)
+    value = metrics.get(monitor.name)
     if patience is None or value is None or not math.isfinite(value):
         return False
-    if state.best_monitor is None or value > state.best_monitor + recipe.train.early_stopping_min_delta:
+    if monitor.improves(value, state.best_monitor, recipe.train.early_stopping_min_delta):
         state.best_monitor, state.stale_validations = float(value), 0
         return False
     state.stale_validations += 1

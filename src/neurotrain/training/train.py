@@ -23,7 +23,8 @@ What happens, in order:
 6. **Validation** every epoch: this rank evaluates every N-th validation batch (no duplicates), the
    Poisson sufficient statistics are summed across ranks, and bits/spike are computed from the sums
    (per session, per subject, overall; oracle bits/spike beside them when the data has true rates).
-7. **Checkpoints:** portable folders for the best ``save_top_k`` by ``val_bps_overall`` and for the
+7. **Checkpoints:** portable folders for the best ``save_top_k`` by ``checkpoint.monitor`` (checked against
+   the metrics the run logs before training, ranked in ``checkpoint.mode``) and for the
    last epoch, and a resumable state each epoch (and every ``checkpoint.every_n_steps`` steps).
 8. **Stopping:** ``train.max_steps``, SIGTERM/SIGUSR1 (:class:`Preemption`: a resumable state at the
    current step, then a clean return), early stopping and the time budget (after a validation).
@@ -48,6 +49,7 @@ from tqdm.auto import tqdm
 
 from neurotrain.checkpoint.portable import save_portable
 from neurotrain.checkpoint.resume import StateManager
+from neurotrain.config.monitor import check_monitor, monitor_of
 from neurotrain.config.recipe import Recipe, load_model_yaml
 from neurotrain.config.typed import ConfigError
 from neurotrain.config.validate import model_error
@@ -395,6 +397,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     extra_hooks = recipe_hooks(recipe) + list(hooks)  # imported and built before the data are
     data = build_data(recipe, accelerator.main_process_first, history_lags=history_lags_of(model_config))
     check_data_fits_model(model_config, data, model_file)
+    check_monitor(recipe, data.names, data.subjects, [r["response_type"] for r in data.registry])
     try:
         if model is None:
             model = build_model(model_config, data.n_neurons, [info.get("overrides") for info in data.registry],
@@ -669,15 +672,15 @@ def save_models(raw, accelerator, recipe: Recipe, data: DataBundle, model_config
     kw = dict(model_config=model_config, sessions=data.registry, metrics=scalars, extra={"provenance": provenance})
     save_portable(raw, ckpt / "last", **kw)
     k = recipe.checkpoint.save_top_k
-    monitor = recipe.checkpoint.monitor
-    score = metrics.get(monitor, float("nan"))
+    monitor = monitor_of(recipe)
+    score = metrics.get(monitor.name, float("nan"))
     if k <= 0 or not math.isfinite(score):
         return
-    ranked = sorted(state.best, key=lambda b: -b[0])
-    if len(ranked) < k or score > ranked[-1][0]:
-        name = f"epoch={epoch:03d}-{monitor}={score:.4f}"
+    ranked = sorted(state.best, key=lambda b: -monitor.sign * b[0])  # best first
+    if len(ranked) < k or monitor.improves(score, ranked[-1][0]):
+        name = f"epoch={epoch:03d}-{monitor.name.replace('/', '-')}={score:.4f}"
         save_portable(raw, ckpt / "best" / name, **kw)
-        ranked = sorted(ranked + [[score, name]], key=lambda b: -b[0])
+        ranked = sorted(ranked + [[score, name]], key=lambda b: -monitor.sign * b[0])
         for _, old in ranked[k:]:
             shutil.rmtree(ckpt / "best" / old, ignore_errors=True)
         state.best = ranked[:k]
