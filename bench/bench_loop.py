@@ -17,7 +17,7 @@ Measurements (one function each):
 
 1. ``measure_throughput`` -- steady-state samples/s (bare and loop children interleaved ``--repeats``
    times, the fastest repeat of each kept; process CPU time per step reported beside wall time).
-   *loop*: ``neurotrain.training.train.train`` on a recipe written to a temp dir (the demo's lags 14,
+   *loop*: ``neurotrain.run.train.train`` on a recipe written to a temp dir (the demo's lags 14,
    batch 64, model ``recipes/models/demo_twin.yaml``, clipping 10, cosine warm-up schedule, progress
    bar on as in ``recipes/demo.yaml``), ``logging.log_every_n_steps: 1`` and ``train.max_steps`` below
    one epoch, so the run stops by ``max_steps`` before any validation (the final resumable-state save
@@ -118,7 +118,7 @@ def child_loop(args) -> dict:
     torch.set_num_threads(args.threads)
     from neurotrain.config.recipe import load_recipe
     from neurotrain.training import logger as logger_mod
-    from neurotrain.training.train import train
+    from neurotrain.run.train import train
 
     stamps: list[float] = []
     cpu_stamps: list[float] = []
@@ -166,11 +166,12 @@ def child_bare(args) -> dict:
     from accelerate.utils import set_seed
 
     from neurotrain.config.recipe import load_model_yaml, load_recipe
-    from neurotrain.data.build import build_data
+    from neurotrain.sources import build_data
     from neurotrain.data.multisession import cast_stim, group_collate
     from neurotrain.model import build_model
     from neurotrain.training.optim import build_optimizer
-    from neurotrain.training.train import init_readout_biases, make_train_sampler, session_losses
+    from neurotrain.run.setup import init_readout_biases, setup_sampler
+    from neurotrain.training.loss import session_losses
 
     with tempfile.TemporaryDirectory(prefix="bench_bare_") as tmp:
         recipe = load_recipe(write_recipe(args, Path(tmp), args.sessions, args.kind, args.steps))
@@ -182,10 +183,10 @@ def child_bare(args) -> dict:
     model = build_model(cfg, data.n_neurons, [i.get("overrides") for i in data.registry],
                         input_shape=tuple(data.registry[0]["input_shape"]))
     init_readout_biases(model, data.registry)
-    losses = session_losses(data, model.log_input)
+    losses = session_losses(data.registry, model.log_input)
     opt = build_optimizer(model, recipe.train.lr, recipe.train.weight_decay, recipe.train.core_lr_scale)
     # The same sampler as the loop; a pool of its first batches, gathered and cast before timing.
-    loader = torch.utils.data.DataLoader(data.train, batch_sampler=make_train_sampler(recipe, data, 1),
+    loader = torch.utils.data.DataLoader(data.train, batch_sampler=setup_sampler(recipe, data, 1)[0],
                                          collate_fn=group_collate)
     pool = []
     for batch in loader:

@@ -47,7 +47,7 @@ def _recipe(out: Path, name: str, sessions: list[str], epochs: int, holdout: lis
 
 def import_stores(data_dir: str | Path, cache: Path) -> list[str]:
     """Import every session of the folder (56 x 56 luminance) into ``cache`` once; their folders, sorted by id."""
-    from neurotrain.data.build import IMPORTERS
+    from neurotrain.data.importers import IMPORTERS
 
     return [str(p) for p in IMPORTERS["cowley_v4"](Path(data_dir), cache, image_size=56)]
 
@@ -58,7 +58,7 @@ def pretrain_and_finetune(out: Path, stores: list[str], new: str, epochs: int, f
     twin folder)``."""
     from neurotrain.config import load_recipe
     from neurotrain.finetune import Twin
-    from neurotrain.training.train import train
+    from neurotrain.run.train import train
 
     others = [s for s in stores if s != new]
     pre = train(load_recipe(_recipe(out, "pretrain", others, epochs, holdout=[new])))
@@ -76,7 +76,7 @@ def pretrain_and_finetune(out: Path, stores: list[str], new: str, epochs: int, f
 def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/finetune_v4", epochs: int = 30,
         ft_epochs: int = 15, new_session: str = NEW_SESSION, cache_dir: str | Path | None = None) -> dict:
     from neurotrain.config import load_recipe
-    from neurotrain.training.train import train
+    from neurotrain.run.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@ def run(data_dir: str | Path = DEFAULT_DATA, out: str | Path = "runs/v4_results"
     from neurotrain.config import load_recipe
     from neurotrain.data.ingest import COWLEY_V4_SESSIONS
     from neurotrain.evaluation.raw_repeats import write_noise_ceiling
-    from neurotrain.training.train import train
+    from neurotrain.run.train import train
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,8 +157,9 @@ def main(argv=None) -> None:
     p.add_argument("--epochs", type=int, default=30, help="epochs of every model but the fine-tune")
     p.add_argument("--ft-epochs", type=int, default=15, help="epochs of the frozen-core fine-tune")
     p.add_argument("--sessions", nargs="*", help="sessions that get a model of their own (default all 9)")
+    p.add_argument("--n-splits", type=int, default=500, help="random half-splits of the noise ceiling (default 500)")
     a = p.parse_args(argv)
-    run(a.data, a.out, a.epochs, a.ft_epochs, a.sessions)
+    run(a.data, a.out, a.epochs, a.ft_epochs, a.sessions, n_splits=a.n_splits)
 
 
 if __name__ == "__main__":

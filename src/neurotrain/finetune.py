@@ -10,7 +10,7 @@
     print(twin.evaluate(["cowley_v4_210621"])["val_corr_overall"])
     twin.save_pretrained("runs/ft/model")
 
-Everything runs through the same training loop as ``neurotrain train`` (:func:`neurotrain.training.train.train`):
+Everything runs through the same training loop as ``neurotrain train`` (:func:`neurotrain.run.train.train`):
 ``fit`` writes a recipe into ``output_dir`` and trains a *view* of the twin holding only the sessions it
 fits (sharing every module with the twin, so the twin is what gets trained). A session's readout bias
 starts from its training-split mean rate the first time it is fitted and is never reset afterwards.
@@ -22,16 +22,22 @@ or fitted by it, and ``fit``/``evaluate`` accept either such names or folders.
 from __future__ import annotations
 
 import copy
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
 import torch
 import yaml
+from accelerate import Accelerator
 
 from neurotrain.config.recipe import load_recipe
 from neurotrain.data.session import Session
 from neurotrain.model import build_model
-from neurotrain.training import pretrained as parts
+from neurotrain.model import components as parts
+from neurotrain.run.train import train
+from neurotrain.sources import build_data, from_pretrained
+from neurotrain.training.loss import session_losses
+from neurotrain.training.validation import run_validation
 
 _FIT_DEFAULTS = {
     "seed": 0,
@@ -57,9 +63,7 @@ class Twin:
     @classmethod
     def from_pretrained(cls, path: str | Path, **legacy_kwargs) -> "Twin":
         """Load a portable folder, or a legacy Lightning ``.ckpt`` (``legacy_kwargs``: ``model_config``,
-        ``dataset_configs``, ``input_shape``, see :func:`neurotrain.checkpoint.legacy.load_legacy_checkpoint`)."""
-        from neurotrain.checkpoint.portable import from_pretrained
-
+        ``dataset_configs``, ``input_shape``, see :func:`neurotrain.legacy.convert.load_legacy_checkpoint`)."""
         model, meta = from_pretrained(path, **legacy_kwargs)
         return cls(model, meta["sessions"], meta)
 
@@ -168,8 +172,6 @@ class Twin:
         training data. ``hooks``: extra :class:`~neurotrain.training.hooks.Hook` objects for the loop.
         Returns the loop's final metrics (validation on the fitted sessions).
         """
-        from neurotrain.training.train import train
-
         idx = self._resolve(sessions)
         if unfreeze_at:
             sections.setdefault("model", {})
@@ -194,22 +196,15 @@ class Twin:
     def evaluate(self, sessions=None, *, output_dir: str | Path | None = None, holdout_sessions: list | None = None,
                  **sections) -> dict:
         """Validation metrics of ``sessions`` (same splits as ``fit`` with the same data settings)."""
-        import tempfile
-
-        from accelerate import Accelerator
-
-        from neurotrain.data.build import build_data
-        from neurotrain.training.train import evaluate, session_losses
-
         idx = self._resolve(sessions)
         with tempfile.TemporaryDirectory() as tmp:
             recipe = load_recipe(self._recipe(idx, output_dir or tmp, holdout_sessions, sections))
-            data = build_data(recipe, history_lags=int(getattr(self.model, "history_lags", 0) or 0))
+            data = build_data(recipe, history_lags=self.model.history_lags)
             view = self.model.select_sessions(idx)
             was = view.training
             view.eval()
             acc = Accelerator(cpu=not torch.cuda.is_available())
-            out = evaluate(view.to(acc.device), acc, data, recipe.data.val_batch_size or recipe.data.batch_size,
-                           session_losses(data, view.log_input), with_oracle=True)
+            out = run_validation(view.to(acc.device), acc, data, recipe.data.val_batch_size or recipe.data.batch_size,
+                                 session_losses(data.registry, view.log_input), with_oracle=True)
             view.train(was)
         return out

@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from neurotrain.errors import NeurotrainError
 
 __all__ = ["PredictError", "predict", "predict_file", "INPUT_NAMES", "IGNORED_NAMES"]
 
@@ -43,12 +44,8 @@ IGNORED_NAMES = ("robs", "dfs")
 _KEY = re.compile(r"^([A-Za-z_]+)\.(\d+)$")
 
 
-class PredictError(ValueError):
-    """Bad inputs for a prediction; the message names the file (or ``inputs``) and the key."""
-
-    def __init__(self, source, key: str, message: str):
-        self.source, self.key = str(source), key
-        super().__init__(f"{source}: {key}: {message}")
+class PredictError(NeurotrainError):
+    """Bad inputs for a prediction: ``source`` is the file (or ``inputs``), ``key`` the tensor."""
 
 
 @contextmanager
@@ -184,7 +181,7 @@ def predict_file(model_path: str | Path, inputs_path: str | Path, out_path: str 
     from safetensors import SafetensorError
     from safetensors.torch import load_file, save_file
 
-    from neurotrain.checkpoint.portable import from_pretrained
+    from neurotrain.sources import from_pretrained
 
     legacy_kw = {k: v for k, v in (("model_config", model_config), ("dataset_configs", dataset_configs),
                                    ("input_shape", input_shape)) if v is not None}

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 
 from neurotrain.config import load_recipe
-from neurotrain.data.build import build_data
+from neurotrain.sources import build_data
 from neurotrain.data.multisession import group_collate
 from neurotrain.data.sampler import SessionBatchSampler
-from neurotrain.training.train import make_accelerator
+from neurotrain.run.setup import setup_accelerator as make_accelerator
 
 recipe = load_recipe(sys.argv[1])
 out = Path(sys.argv[2])

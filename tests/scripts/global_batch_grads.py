@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from neurotrain.model import build_model
 from neurotrain.training.loss import SessionLoss
-from neurotrain.training.train import batch_loss
+from neurotrain.training.loss import batch_loss
 
 ROOT = Path(__file__).resolve().parents[2]
 out = Path(sys.argv[1])

@@ -16,21 +16,21 @@ Optional top-level metadata: ``license`` (written into the model card; default
 legacy checkpoints: ``file``, ``sha256``, ``era``, ``epoch``, ``global_step``, ``hparams``,
 ``ignored_keys``, ...).
 
-:func:`from_pretrained` loads a portable folder or a legacy VisionCore ``.ckpt``; :func:`load_portable`
-loads only portable folders.
+:func:`load_portable` loads a portable folder; :func:`neurotrain.sources.from_pretrained` loads a portable
+folder or a legacy VisionCore ``.ckpt``.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from neurotrain import __version__
-from neurotrain.checkpoint.atomic import commit_dir, temp_dir_for, write_json_atomic
+from neurotrain.errors import CheckpointError
+from neurotrain.io import atomic_dir, write_json_atomic
 
 SCHEMA_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -41,12 +41,6 @@ _REQUIRED = ("schema_version", "model_config", "sessions")
 _SESSION_KEYS = ("name", "subject", "n_neurons")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, corrupt or incompatible; the message names the file and the key."""
-
-    def __init__(self, path, key: str, message: str):
-        self.path, self.key = str(path), key
-        super().__init__(f"{path}: {key}: {message}")
 
 
 def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: dict, sessions: list[dict],
@@ -56,8 +50,7 @@ def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: d
     ``extra`` adds top-level metadata keys (e.g. ``provenance``); ``license`` (or ``extra['license']``)
     is stored as ``license`` and shown in the model card (default :data:`DEFAULT_LICENSE`)."""
     folder = Path(folder)
-    tmp = temp_dir_for(folder)
-    try:
+    with atomic_dir(folder) as tmp:
         # clone: safetensors refuses tensors that share storage (e.g. a linear readout's duplicate bias)
         state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": "pt", "producer": f"neurotrain {__version__}"})
@@ -75,10 +68,7 @@ def save_portable(model: torch.nn.Module, folder: str | Path, *, model_config: d
         meta.setdefault("license", DEFAULT_LICENSE)
         write_json_atomic(tmp / META, meta)
         (tmp / CARD).write_text(model_card(meta, n_parameters=sum(p.numel() for p in model.parameters())))
-        return commit_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    return folder
 
 
 def read_portable_meta(folder: str | Path) -> dict:
@@ -126,32 +116,6 @@ def load_portable(folder: str | Path, map_location: str | torch.device = "cpu"):
         raise CheckpointError(weights, (missing or unexpected)[0],
                               f"weights do not match the model config: missing={missing[:5]} unexpected={unexpected[:5]}")
     return model, meta
-
-
-def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu", **legacy_kwargs):
-    """Load a model from a portable folder or a legacy VisionCore ``.ckpt``. Returns ``(model, meta)``.
-
-    A folder goes through :func:`load_portable`. A ``.ckpt`` (any file) goes through
-    :func:`neurotrain.checkpoint.legacy.load_legacy_checkpoint` (``legacy_kwargs``: ``model_config``,
-    ``dataset_configs``, ``input_shape``); its ``meta`` has the same keys as a portable folder's
-    (``model_config``, ``sessions``, ``metrics``, ``provenance``, ``license``), plus ``legacy`` (the
-    :class:`~neurotrain.checkpoint.legacy.LegacyCheckpoint`). The model is in eval mode.
-    """
-    path = Path(path)
-    if path.is_dir():
-        if legacy_kwargs:
-            raise CheckpointError(path, "<arguments>", f"{sorted(legacy_kwargs)} only apply to legacy .ckpt files")
-        model, meta = load_portable(path, map_location=map_location)
-        return model.eval(), meta
-    if not path.exists():
-        raise CheckpointError(path, "<file>", "not found (expected a portable model folder or a legacy .ckpt)")
-    from neurotrain.checkpoint.legacy import legacy_metrics, legacy_provenance, load_legacy_checkpoint
-
-    lc = load_legacy_checkpoint(path, **legacy_kwargs)
-    meta = {"schema_version": SCHEMA_VERSION, "format": "legacy-visioncore-checkpoint",
-            "model_config": lc.model_config, "sessions": lc.sessions, "metrics": legacy_metrics(lc),
-            "provenance": legacy_provenance(lc), "license": DEFAULT_LICENSE, "legacy": lc}
-    return lc.model.to(map_location).eval(), meta
 
 
 # ----------------------------------------------------------------------------------------------
@@ -243,7 +207,7 @@ def model_card(meta: dict, n_parameters: int | None = None) -> str:
 
     lines += ["", "## Licence", "", str(meta.get("license") or DEFAULT_LICENSE), "",
               "## How to load", "", "```python",
-              "from neurotrain.checkpoint.portable import from_pretrained",
+              "from neurotrain import from_pretrained",
               "model, meta = from_pretrained(\"path/to/this/folder\")   # eval mode, CPU",
               "names = [s[\"name\"] for s in meta[\"sessions\"]]       # readout i <-> names[i]",
               "rates = model(stim, i, behavior)                       # stim (B, C, L, H, W), lag 0 = newest",

@@ -1,7 +1,7 @@
 """The monitored metric (``checkpoint.monitor``, ``checkpoint.mode``): what best-k checkpoints and early stopping
 rank by.
 
-Every epoch logs, after validation (``neurotrain.training.train.evaluate``):
+Every epoch logs, after validation (``neurotrain.training.validation.run_validation``):
 
 ==================================== ==================================================================
 name                                 when

@@ -19,6 +19,7 @@ import yaml
 
 from neurotrain.config.monitor import is_monitorable
 from neurotrain.config.typed import ConfigError, from_dict, to_dict
+from neurotrain.io import read_yaml
 
 
 @dataclass
@@ -335,6 +336,8 @@ class Recipe:
 
 
 _RESERVED = {"base_dir", "source"}
+#: The public recordings ``data.importer.name`` can import (implemented in :mod:`neurotrain.data.importers`).
+IMPORTER_NAMES = ("cowley_v4", "allen_v1")
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -376,10 +379,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(path, "<file>", "recipe file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(path, "<yaml>", f"not valid YAML: {err}") from None
+    data = read_yaml(path, what="recipe", mapping=False) or {}
     if not isinstance(data, dict):
         raise ConfigError(path, "<root>", "a recipe must be a mapping")
     for k in _RESERVED:
@@ -408,10 +408,8 @@ def check_files(recipe: Recipe) -> None:
             raise ConfigError(recipe.source, f"data.holdout_sessions[{i}]", f"session folder not found: {p}")
     imp = recipe.data.importer
     if imp is not None:
-        from neurotrain.data.build import IMPORTERS
-
-        if imp.get("name") not in IMPORTERS:
-            raise ConfigError(recipe.source, "data.importer.name", f"got {imp.get('name')!r}, expected one of {sorted(IMPORTERS)}")
+        if imp.get("name") not in IMPORTER_NAMES:
+            raise ConfigError(recipe.source, "data.importer.name", f"got {imp.get('name')!r}, expected one of {list(IMPORTER_NAMES)}")
         if "path" not in imp:
             raise ConfigError(recipe.source, "data.importer.path", "required key is missing")
         src = recipe.resolve(os.path.expandvars(str(imp["path"])))
@@ -435,14 +433,8 @@ def check_files(recipe: Recipe) -> None:
 
 
 def load_model_yaml(recipe: Recipe) -> dict:
-    path = recipe.resolve(recipe.model.config)
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(path, "<yaml>", f"not valid YAML: {err}") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(path, "<root>", "a model YAML must be a mapping")
-    return cfg
+    """The recipe's model YAML as a dict (errors name the YAML file)."""
+    return read_yaml(recipe.resolve(recipe.model.config), what="model YAML")
 
 
 __all__ = [

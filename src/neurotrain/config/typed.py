@@ -16,13 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 
-class ConfigError(ValueError):
-    """A recipe or model config is wrong. The message names the file and the dotted key."""
-
-    def __init__(self, file: str | Path | None, key: str, message: str):
-        self.file = str(file) if file is not None else "<recipe>"
-        self.key = key
-        super().__init__(f"{self.file}: {key}: {message}")
+from neurotrain.errors import ConfigError  # noqa: E402  (re-exported: the recipe layer's error)
 
 
 def _type_name(tp: Any) -> str:

@@ -44,13 +44,13 @@ batch needs more samples than have positive weight, the rest are filled from the
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from neurotrain.data.sampler import SessionBatchSampler
+from neurotrain.io import atomic_write
 
 __all__ = [
     "CONTRAST_FILENAME",
@@ -116,15 +116,8 @@ def session_contrast(session, chunk: int = 4096) -> np.ndarray:
             pass
     c = frame_contrast(session.frames, chunk=chunk)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".neurotrain_contrast.", suffix=".npy.tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, c, allow_pickle=False)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "wb") as f:
+            np.save(f, c, allow_pickle=False)
     except OSError:
         pass  # read-only folder: no cache
     return c

@@ -70,6 +70,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from neurotrain.errors import DataError
 from .session import RESPONSE_TYPES, write_session
 
 __all__ = [
@@ -93,7 +94,7 @@ _BLOCK_ELEMS = 1 << 20  # pixels (per channel) converted per block: keeps float 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
-class IngestError(ValueError):
+class IngestError(DataError):
     """Input to an ingestion function is missing or invalid (the message names the argument/file and key)."""
 
 

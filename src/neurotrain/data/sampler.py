@@ -69,7 +69,7 @@ Session policies (``policy``)
 How the loss weighs neurons, bins and sessions
 ----------------------------------------------
 Each micro-batch's loss is the mean over the valid ``(sample, neuron)`` entries (``dfs == 1``) of that
-batch (see ``training.train.batch_loss``); a batch holds one session. Accelerate divides it by the
+batch (see ``neurotrain.training.loss.batch_loss``); a batch holds one session. Accelerate divides it by the
 accumulation steps and DDP averages the gradients of the ``N`` ranks, so every micro-batch of an
 optimizer step has the same total weight, whatever its size or neuron count. Hence:
 

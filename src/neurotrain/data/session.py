@@ -55,13 +55,14 @@ import json
 import math
 import os
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+
+from neurotrain.errors import DataError
+from neurotrain.io import atomic_dir
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -99,7 +100,7 @@ _REQUIRED_META_KEYS = (
 )
 
 
-class SessionError(ValueError):
+class SessionError(DataError):
     """A session folder is missing, incomplete or inconsistent (the message names path and key)."""
 
 
@@ -385,37 +386,18 @@ def write_session(
     import datasets
     from datasets.table import InMemoryTable
 
-    parent = path.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-    old = None
     try:
-        ds = datasets.Dataset(InMemoryTable(table))
-        with _quiet_datasets():
-            ds.save_to_disk(str(tmp), num_shards=1)
-        del ds
-        for f in sorted(tmp.glob("*.arrow")):
-            _consolidate_arrow_file(f)
-        with open(tmp / META_FILENAME, "w") as fh:
-            json.dump(meta, fh, indent=1)
-        if path.exists():
-            if not overwrite:  # appeared while we were writing
-                raise FileExistsError(f"session {str(path)!r} already exists (pass overwrite=True to replace it)")
-            if path.is_dir() and not path.is_symlink():
-                old = parent / f".{path.name}.old-{uuid.uuid4().hex[:12]}"
-                os.replace(path, old)
-            else:
-                path.unlink()
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            os.replace(old, path)
-            old = None
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            ds = datasets.Dataset(InMemoryTable(table))
+            with _quiet_datasets():
+                ds.save_to_disk(str(tmp), num_shards=1)
+            del ds
+            for f in sorted(tmp.glob("*.arrow")):
+                _consolidate_arrow_file(f)
+            with open(tmp / META_FILENAME, "w") as fh:
+                json.dump(meta, fh, indent=1)
+    except FileExistsError:  # appeared while we were writing
+        raise FileExistsError(f"session {str(path)!r} already exists (pass overwrite=True to replace it)") from None
     return path
 
 

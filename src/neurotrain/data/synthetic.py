@@ -59,7 +59,6 @@ __all__ = [
     "generate_session",
     "generate_demo_sessions",
     "demo_session_names",
-    "oracle_bits_per_spike",
     "ground_truth_rates",
 ]
 
@@ -525,29 +524,3 @@ def generate_demo_sessions(
         )
         paths.append(path)
     return paths
-
-
-# ----------------------------------------------------------------------------------------------
-# oracle metric
-# ----------------------------------------------------------------------------------------------
-
-
-def oracle_bits_per_spike(session: Session, times: np.ndarray | None = None) -> float:
-    """Bits/spike of the ground-truth rates on the sample ``times`` (all bins if None), pooled over neurons.
-
-    The formula is the trainer's (:func:`neurotrain.training.metrics.bps_pooled`), so the oracle printed
-    beside the model's validation bits/spike is computed the same way.
-    """
-    import torch
-
-    from neurotrain.training.metrics import PoissonStats, bps_pooled
-
-    if session.true_rates is None:
-        raise SessionError(f"session {str(session.path)!r}, key 'true_rates': session has no ground-truth rates")
-    if times is None:
-        times = np.arange(session.n_frames)
-    times = np.asarray(times, dtype=np.int64)
-    stats = PoissonStats([session.n_neurons])
-    stats.update(0, torch.from_numpy(np.asarray(session.true_rates[times])), torch.from_numpy(np.asarray(session.robs[times])),
-                 torch.from_numpy(np.asarray(session.dfs[times], dtype=np.float32)))
-    return bps_pooled(stats.session(0))

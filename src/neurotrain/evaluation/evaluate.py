@@ -31,11 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurotrain.config.typed import ConfigError
+from neurotrain.errors import ConfigError
 from neurotrain.evaluation.metrics_table import (neuron_metrics, overall_summary, session_summary,
                                                  subject_stats)
 from neurotrain.evaluation.noise_ceiling import to_jsonable
 from neurotrain.evaluation.predictions import collect_predictions, repeat_arrays
+from neurotrain.io import read_jsonl
+from neurotrain.training.loss import session_losses
 
 SPLITS = ("val", "train")
 
@@ -62,12 +64,11 @@ def evaluate_model(model, data, *, split: str = "val", readout_of: list[int] | N
     ``min_time_bins``, ``n_splits``, ``seed``).
     """
     from neurotrain.evaluation.noise_ceiling import noise_ceiling as ceiling
-    from neurotrain.training.train import session_losses
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     dataset = data.val if split == "val" else data.train
-    losses = session_losses(data, model.log_input)
+    losses = session_losses(data.registry, model.log_input)
     preds = collect_predictions(model, dataset, losses, readout_of, batch_size=batch_size, device=device)
     nc_kw = dict(noise_ceiling or {})
     sessions, neurons, by_subject = [], [], {}
@@ -141,18 +142,6 @@ def find_run_metrics(checkpoint: Path) -> Path | None:
     return None
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a line cut short by a crash
-    return rows
-
-
 def write_report(out_dir: Path, model, data, result: dict, preds, run_metrics: Path | None,
                  readout_of: list[int]) -> list[Path]:
     """The evaluation figures (see the module docstring) into ``out_dir``."""
@@ -175,10 +164,9 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
                         say=print) -> dict:
     """Load ``checkpoint`` (portable folder or legacy ``.ckpt``), build the data of ``data_recipe``, score
     the split, write the results (and figures) and return the result dict (with ``out_dir``)."""
-    from neurotrain.checkpoint.portable import from_pretrained
     from neurotrain.config.recipe import load_recipe
-    from neurotrain.data.build import build_data
     from neurotrain.predict import exact_eval
+    from neurotrain.sources import build_data, from_pretrained
 
     checkpoint = Path(checkpoint)
     recipe = load_recipe(data_recipe, list(overrides or []))
@@ -187,7 +175,7 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
         legacy_kw = {"dataset_configs": recipe.resolve(recipe.data.legacy_config)} if recipe.data.legacy_config else {}
     model, meta = from_pretrained(checkpoint, **legacy_kw)
     model.float()
-    data = build_data(recipe, history_lags=int(getattr(model, "history_lags", 0) or 0))
+    data = build_data(recipe, history_lags=model.history_lags)
     names = [s["name"] for s in meta["sessions"]]
     readout_of = match_sessions(names, data.names, recipe.source, checkpoint)
     for j, i in enumerate(readout_of):

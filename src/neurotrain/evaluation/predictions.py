@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from neurotrain.data.multisession import MultiSessionDataset, cast_stim, group_collate
+from neurotrain.data.multisession import MultiSessionDataset, group_collate
 from neurotrain.data.splits import trial_hashes
-from neurotrain.training.loss import SessionLoss, clamp_rates
+from neurotrain.training.loss import SessionLoss, forward_session
 
 
 @dataclass
@@ -50,16 +50,9 @@ class SessionPredictions:
 
 
 def predict_batch(model, readout_idx: int, sub: dict, loss: SessionLoss) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(pred, target)`` (B, N) float for one collated per-session sub-batch, scored as validation
-    scores it: rates with training's clamp (``exp`` for log-rate outputs) against ``robs`` for counts,
-    the standardised output against the standardised ``robs`` for continuous sessions."""
-    stim = sub["stim"]
-    stim = cast_stim(stim) if stim.dtype == torch.uint8 else stim.float()
-    kw = {"history": sub["history"]} if "history" in sub else {}
-    y = model(stim, readout_idx, sub.get("behavior"), **kw).float()
-    if loss.kind == "poisson":
-        return (torch.exp(clamp_rates(y, True)) if loss.log_input else clamp_rates(y, False)), sub["robs"].float()
-    return y, loss.target(sub["robs"]).float()
+    """``(pred, target)`` (B, N) float for one collated per-session sub-batch, scored as validation scores it
+    (:meth:`~neurotrain.training.loss.SessionLoss.scored`)."""
+    return loss.scored(forward_session(model, sub, readout_idx).float(), sub["robs"])
 
 
 @torch.no_grad()

@@ -56,9 +56,9 @@ class BSoftplus(nn.Module):
     def __init__(self, beta_init: float = 1.0, beta_min: float = 0.1, beta_max: float = 10.0):
         super().__init__()
         if not beta_init > 0:
-            raise ModelConfigError(f"act_params.beta_init: must be > 0, got {beta_init!r}")
+            raise ModelConfigError("act_params.beta_init", f"must be > 0, got {beta_init!r}")
         if beta_min > beta_max:
-            raise ModelConfigError(f"act_params: beta_min ({beta_min}) > beta_max ({beta_max})")
+            raise ModelConfigError("act_params", f"beta_min ({beta_min}) > beta_max ({beta_max})")
         self.log_beta = nn.Parameter(torch.log(torch.tensor(float(beta_init))))
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
@@ -155,7 +155,7 @@ def get_activation_layer(act_type: str | None, act_params: dict | None = None,
                 return cls(inplace=False)
             return cls()
         except TypeError as e:
-            raise ModelConfigError(f"{path}: torch.nn.{act_type} cannot be built without "
+            raise ModelConfigError(f"{path}", f"torch.nn.{act_type} cannot be built without "
                                    f"arguments ({e})") from e
     raise unknown_type(path, act_type, ACT_TYPES + ("<any torch.nn class name>",))
 

@@ -61,7 +61,7 @@ class AffineAdapter(nn.Module):
         elif self.transform == "affine":
             self.affine = nn.Parameter(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
         else:
-            raise ModelConfigError(f"{path}.transform: unknown transform {transform!r} "
+            raise ModelConfigError(f"{path}.transform", f"unknown transform {transform!r} "
                                    "(expected one of 'affine', 'scale')")
         lin = torch.linspace(-1.0, 1.0, self.grid_size)
         yy, xx = torch.meshgrid(lin, lin, indexing="ij")

@@ -58,12 +58,12 @@ def causal_pad_spec(kernel: tuple[int, int, int], dilation, padding,
         elif len(padding) == 2:
             cfg = (0, int(padding[0]), int(padding[1]))
         else:
-            raise ModelConfigError(f"{path}.padding: expected an int, [H, W] or [T, H, W], "
+            raise ModelConfigError(f"{path}.padding", f"expected an int, [H, W] or [T, H, W], "
                                    f"got {padding!r}")
     elif isinstance(padding, int) and not isinstance(padding, bool):
         cfg = (padding,) * 3
     else:
-        raise ModelConfigError(f"{path}.padding: expected an int, [H, W] or [T, H, W], "
+        raise ModelConfigError(f"{path}.padding", f"expected an int, [H, W] or [T, H, W], "
                                f"got {padding!r}")
     pt = dil[0] * (kernel[0] - 1) if kernel[0] > 1 else 0
     ph = cfg[1] if kernel[1] > 1 else 0
@@ -83,7 +83,7 @@ class ConvBlock(nn.Module):
                  causal: bool = True, order: Sequence[str] | None = None, path: str = "block"):
         super().__init__()
         if not isinstance(conv_params, dict):
-            raise ModelConfigError(f"{path}.conv_params: required (a mapping with kernel_size)")
+            raise ModelConfigError(f"{path}.conv_params", f"required (a mapping with kernel_size)")
         cpath = f"{path}.conv_params"
         conv_type = str(conv_params.get("type", "standard")).lower()
         if conv_type not in CONV_TYPES:
@@ -91,7 +91,7 @@ class ConvBlock(nn.Module):
         cp = check_keys(conv_params, ("type",) + CONV_KEYS[conv_type], cpath)
         cp.pop("type", None)
         if "kernel_size" not in cp:
-            raise ModelConfigError(f"{cpath}.kernel_size: required")
+            raise ModelConfigError(f"{cpath}.kernel_size", f"required")
         kernel = _triple(cp.pop("kernel_size"), f"{cpath}.kernel_size")
         padding = cp.pop("padding", 0)
         dilation = cp.get("dilation", 1)
@@ -100,7 +100,7 @@ class ConvBlock(nn.Module):
             if name not in ORDER_NAMES:
                 close = difflib.get_close_matches(str(name), ORDER_NAMES, n=1)
                 raise ModelConfigError(
-                    f"{path}.order: unknown step {name!r} (expected some of "
+                    f"{path}.order", f"unknown step {name!r} (expected some of "
                     f"{', '.join(ORDER_NAMES)})" + (f" (did you mean {close[0]!r}?)" if close else ""))
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -133,7 +133,7 @@ class ConvBlock(nn.Module):
                                    params_path=f"{path}.act_params")
         comps["act"] = act
         if dropout is None or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ModelConfigError(f"{path}.dropout: expected a number in [0, 1), got {dropout!r}")
+            raise ModelConfigError(f"{path}.dropout", f"expected a number in [0, 1), got {dropout!r}")
         if dropout > 0:
             comps["dropout"] = nn.Dropout(dropout)
         pool = get_pooling_layer(pool_params, self.dim, conv_channels=out_channels,
@@ -160,7 +160,7 @@ class ConvBlock(nn.Module):
                     ignored: Sequence[str] = ()) -> "ConvBlock":
         """Build from a YAML block mapping; unknown keys raise, ``ignored`` keys are dropped."""
         if cfg is not None and not isinstance(cfg, dict):
-            raise ModelConfigError(f"{path}: expected a mapping, got {type(cfg).__name__}")
+            raise ModelConfigError(f"{path}", f"expected a mapping, got {type(cfg).__name__}")
         p = check_keys(cfg, BLOCK_KEYS, path, ignored)
         return cls(in_channels, out_channels, path=path, **p)
 

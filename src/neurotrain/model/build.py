@@ -68,20 +68,20 @@ def _component(cfg: dict, key: str, path: str, default_type: str | None = "none"
     block = cfg.get(key)
     if block is None:
         if default_type is None:
-            raise ModelConfigError(f"{path}: required")
+            raise ModelConfigError(f"{path}", f"required")
         return default_type, {}
     if not isinstance(block, dict):
-        raise ModelConfigError(f"{path}: expected a mapping with 'type' and 'params', "
+        raise ModelConfigError(f"{path}", f"expected a mapping with 'type' and 'params', "
                                f"got {type(block).__name__}")
     check_keys(block, ("type", "params"), path)
     ctype = block.get("type", default_type)
     if ctype is None:
-        raise ModelConfigError(f"{path}.type: required")
+        raise ModelConfigError(f"{path}.type", f"required")
     params = block.get("params")
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise ModelConfigError(f"{path}.params: expected a mapping or null")
+        raise ModelConfigError(f"{path}.params", f"expected a mapping or null")
     return ctype, copy.deepcopy(params)
 
 
@@ -112,7 +112,7 @@ def _number(cfg: dict, key: str, default, kind=float):
     if v is None:
         v = default
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise ModelConfigError(f"model.{key}: expected a number, got {v!r}")
+        raise ModelConfigError(f"model.{key}", f"expected a number, got {v!r}")
     return kind(v)
 
 
@@ -124,7 +124,7 @@ def _check_input_shape(input_shape) -> tuple[int, int, int, int] | None:
     except (TypeError, ValueError):
         shape = ()
     if len(shape) != 4 or min(shape) < 1:
-        raise ModelConfigError(f"input_shape: expected (C, L, H, W) of positive ints, "
+        raise ModelConfigError("input_shape", f"expected (C, L, H, W) of positive ints, "
                                f"got {input_shape!r}")
     return shape  # type: ignore[return-value]
 
@@ -142,7 +142,7 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
     optional otherwise. Raises :class:`ModelConfigError` naming the offending key path.
     """
     if not isinstance(model_config, dict):
-        raise ModelConfigError("model: expected a mapping")
+        raise ModelConfigError("model", "expected a mapping")
     cfg = model_config
     check_keys(cfg, _TOP_KEYS, "model", _TOP_IGNORED)
     mtype = cfg.get("model_type", "v1multi")
@@ -152,32 +152,32 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
 
     if mtype == "v1":
         if session_overrides is not None and any(o for o in session_overrides):
-            raise ModelConfigError("session_overrides: model_type 'v1' has one readout and "
+            raise ModelConfigError("session_overrides", "model_type 'v1' has one readout and "
                                    "adapter from the model YAML; per-session overrides need "
                                    "'v1multi'")
         if n_neurons is None:
             _, rp = _component(cfg, "readout", "model.readout", default_type="gaussian")
             if "n_units" not in rp:
-                raise ModelConfigError("model.readout.params.n_units: required for model_type "
+                raise ModelConfigError("model.readout.params.n_units", "required for model_type "
                                        "'v1' when n_neurons is not given")
             n_neurons = [int(rp["n_units"])]
         if len(n_neurons) != 1:
-            raise ModelConfigError(f"n_neurons: model_type 'v1' has exactly one session, "
+            raise ModelConfigError("n_neurons", f"model_type 'v1' has exactly one session, "
                                    f"got {len(n_neurons)}")
     if n_neurons is None:
-        raise ModelConfigError(f"n_neurons: required for model_type {mtype!r}")
+        raise ModelConfigError("n_neurons", f"required for model_type {mtype!r}")
     n_neurons = [int(n) for n in n_neurons]
     if not n_neurons:
-        raise ModelConfigError("n_neurons: need at least one session")
+        raise ModelConfigError("n_neurons", "need at least one session")
     overrides = list(session_overrides or [None] * len(n_neurons))
     if len(overrides) != len(n_neurons):
-        raise ModelConfigError(f"session_overrides: {len(overrides)} entries for "
+        raise ModelConfigError("session_overrides", f"{len(overrides)} entries for "
                                f"{len(n_neurons)} sessions")
     in_ch = _number(cfg, "initial_input_channels", 1, int)
     rate = _number(cfg, "sampling_rate", 240, float)
     lambda_pred = _number(cfg, "lambda_pred", 0.1, float)
     if "convnet" not in cfg:
-        raise ModelConfigError("model.convnet: required (legacy defaulted to a densenet without "
+        raise ModelConfigError("model.convnet", "required (legacy defaulted to a densenet without "
                                "'channels', which fails); use {type: none} for no convnet")
 
     adapters = []
@@ -200,13 +200,13 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
     t, p = _component(cfg, "modulator", "model.modulator")
     modulator = build_modulator(t, p, convnet.output_channels, path="model.modulator")
     if modulator_only and modulator is None:
-        raise ModelConfigError("model.modulator: adapter, frontend and convnet are all 'none', so "
+        raise ModelConfigError("model.modulator", "adapter, frontend and convnet are all 'none', so "
                                "the model ignores the stimulus and needs a behaviour modulator")
     core_ch = modulator.output_channels if modulator is not None else convnet.output_channels
     t, p = _component(cfg, "recurrent", "model.recurrent")
     recurrent = build_recurrent(t, p, core_ch, path="model.recurrent")
     if isinstance(recurrent, RecurrentWrapper) and shape is None and not modulator_only:
-        raise ModelConfigError(f"model.recurrent.type: {t!r} flattens C*H*W features into the "
+        raise ModelConfigError("model.recurrent.type", f"{t!r} flattens C*H*W features into the "
                                "RNN, so its size depends on the stimulus: pass "
                                "input_shape=(C, L, H, W) to build_model")
 
@@ -221,7 +221,7 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
                                       path="model.output_activation")
     base = cfg.get("baseline") or {}
     if not isinstance(base, dict):
-        raise ModelConfigError("model.baseline: expected a mapping")
+        raise ModelConfigError("model.baseline", "expected a mapping")
     check_keys(base, _BASELINE_KEYS, "model.baseline")
     baselines = None
     base_act = None
@@ -267,12 +267,12 @@ def _materialize_rnn(model: MultiSessionModel, shape: tuple | None) -> None:
     except ModelConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - reported with the key that needs fixing
-        raise ModelConfigError(f"input_shape: the core cannot process a stimulus of shape "
+        raise ModelConfigError("input_shape", f"the core cannot process a stimulus of shape "
                                f"{shape} ({type(err).__name__}: {err})") from err
     finally:
         model.train(was_training)
     if x.ndim != 5:
-        raise ModelConfigError(f"model.recurrent: expected (B, C, T, H, W) features, "
+        raise ModelConfigError("model.recurrent", f"expected (B, C, T, H, W) features, "
                                f"got {tuple(x.shape)}")
     _, c, _, h, w = x.shape
     model.recurrent.materialize(c * h * w)

@@ -40,14 +40,14 @@ def check_keys(params: dict | None, allowed: Iterable[str], path: str,
     for key in p:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
-            msg = f"{path}.{key}: unknown key; accepted: {', '.join(sorted(allowed)) or '(none)'}"
+            msg = f"unknown key; accepted: {', '.join(sorted(allowed)) or '(none)'}"
             if ignored:
                 msg += f"; accepted and ignored: {', '.join(sorted(ignored))}"
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
             if hint:
                 msg += f"; {hint}"
-            raise ModelConfigError(msg)
+            raise ModelConfigError(f"{path}.{key}", msg)
     for key in ignored:
         p.pop(key, None)
     return p
@@ -57,10 +57,10 @@ def _triple(v, path: str = "value") -> tuple[int, int, int]:
     """An int -> ``(v, v, v)``; a list/tuple of 3 ints -> tuple. Anything else is an error."""
     if isinstance(v, (list, tuple)):
         if len(v) != 3:
-            raise ModelConfigError(f"{path}: expected an int or 3 values [T, H, W], got {v!r}")
+            raise ModelConfigError(f"{path}", f"expected an int or 3 values [T, H, W], got {v!r}")
         return tuple(int(a) for a in v)  # type: ignore[return-value]
     if isinstance(v, bool) or not isinstance(v, int):
-        raise ModelConfigError(f"{path}: expected an int or 3 values [T, H, W], got {v!r}")
+        raise ModelConfigError(f"{path}", f"expected an int or 3 values [T, H, W], got {v!r}")
     return (int(v),) * 3
 
 
@@ -116,7 +116,7 @@ def window_mask(kernel_size: Sequence[int], window: str = "hann", power: float =
             try:
                 w = fn(n, **window_kwargs).to(torch.float32) ** float(power)
             except TypeError as e:
-                raise ModelConfigError(f"{path}.aa_window_kwargs: {window!r} window rejects "
+                raise ModelConfigError(f"{path}.aa_window_kwargs", f"{window!r} window rejects "
                                        f"{sorted(window_kwargs)} ({e})") from e
             w = w / w.max().clamp_min(1e-12)
         else:

@@ -37,7 +37,7 @@ def crop_to(x: torch.Tensor, ref_shape, path: str = "convnet") -> torch.Tensor:
     t, h, w = ref_shape[-3:]
     T, H, W = x.shape[-3:]
     if T < t or H < h or W < w:
-        raise ModelConfigError(f"{path}: cannot crop (T, H, W) = {(T, H, W)} up to {(t, h, w)}; "
+        raise ModelConfigError(f"{path}", f"cannot crop (T, H, W) = {(T, H, W)} up to {(t, h, w)}; "
                                f"crops never pad")
     hs, ws = (H - h) // 2, (W - w) // 2
     return x[..., T - t:, hs:hs + h, ws:ws + w]
@@ -62,11 +62,11 @@ def legacy_shortcut_stride(conv_stride, pool_stride, path: str) -> tuple[int, in
         seq = pool_stride
     else:
         raise ModelConfigError(
-            f"{path}: conv_params.stride {conv_stride!r} with pool_params.stride {pool_stride!r}: "
+            f"{path}", f"conv_params.stride {conv_stride!r} with pool_params.stride {pool_stride!r}: "
             f"legacy multiplied these raw values for the shortcut stride and could not build this "
             f"ResNet block; give both as ints or make one of them 1")
     if len(seq) != 3:
-        raise ModelConfigError(f"{path}: shortcut stride {list(seq)!r} needs 3 values [T, H, W]")
+        raise ModelConfigError(f"{path}", f"shortcut stride {list(seq)!r} needs 3 values [T, H, W]")
     return tuple(int(v) for v in seq)  # type: ignore[return-value]
 
 
@@ -143,7 +143,7 @@ class ResBlock(nn.Module):
                 spatial.setdefault(why, []).append(name)
         causes += [f"{'/'.join(names)}: {why}" for why, names in spatial.items()]
         return ModelConfigError(
-            f"{self.path}: ResNet shortcut output (T, H, W) = {short} is smaller than the main block "
+            f"{self.path}", f"ResNet shortcut output (T, H, W) = {short} is smaller than the main block "
             f"output {main}; the shortcut is only ever cropped, never padded (legacy raised 'Target "
             f"shape ... is larger than tensor shape ...' here). Cause: " + "; ".join(causes)
             + ". Fix the block's padding/strides, or set convnet.params.shortcut_crop: both (crop both "
@@ -173,11 +173,11 @@ class _ConvNetBase(nn.Module):
         p = check_keys(params, CONVNET_KEYS, path, CONVNET_IGNORED)
         for key in ("channels", "block_configs"):
             if p.get(key) is None:
-                raise ModelConfigError(f"{path}.{key}: required (a list, one entry per block)")
+                raise ModelConfigError(f"{path}.{key}", f"required (a list, one entry per block)")
         channels = list(p["channels"])
         block_configs = list(p["block_configs"])
         if len(channels) != len(block_configs):
-            raise ModelConfigError(f"{path}: 'channels' ({len(channels)}) and 'block_configs' "
+            raise ModelConfigError(f"{path}", f"'channels' ({len(channels)}) and 'block_configs' "
                                    f"({len(block_configs)}) must have the same length")
         self.layers = nn.ModuleList()
         stem_cfg = p.get("stem_config")
@@ -185,17 +185,17 @@ class _ConvNetBase(nn.Module):
         stem = None
         if stem_cfg is not None:
             if not isinstance(stem_cfg, dict):
-                raise ModelConfigError(f"{path}.stem_config: expected a mapping")
+                raise ModelConfigError(f"{path}.stem_config", f"expected a mapping")
             stem_cfg = dict(stem_cfg)
             if "out_channels" not in stem_cfg:
-                raise ModelConfigError(f"{path}.stem_config.out_channels: required")
+                raise ModelConfigError(f"{path}.stem_config.out_channels", f"required")
             stem_out = stem_cfg.pop("out_channels")
             stem = ConvBlock.from_config(c, stem_out, stem_cfg, f"{path}.stem_config")
             c = stem.output_channels
         self._post_add = p.get("resnet_post_add_activation")
         self._shortcut_crop = p.get("shortcut_crop", "shortcut")
         if self._shortcut_crop not in SHORTCUT_CROPS:
-            raise ModelConfigError(f"{path}.shortcut_crop: expected one of {list(SHORTCUT_CROPS)}, "
+            raise ModelConfigError(f"{path}.shortcut_crop", f"expected one of {list(SHORTCUT_CROPS)}, "
                                    f"got {self._shortcut_crop!r}")
         for i, (ch, cfg) in enumerate(zip(channels, block_configs)):
             layer, c = self._make_layer(c, ch, cfg, f"{path}.block_configs[{i}]")

@@ -94,7 +94,7 @@ class LearnableTemporalConv(nn.Module):
         self.split_MP = bool(split_MP)
         cin = 2 if self.split_MP else 1
         if self.num_channels % cin:
-            raise ModelConfigError(f"{path}.num_channels: split_MP needs an even number of "
+            raise ModelConfigError(f"{path}.num_channels", f"split_MP needs an even number of "
                                    f"channels (2 groups), got {self.num_channels}")
         self.temporal_conv = StandardConv(cin, self.num_channels, (self.kernel_size, 1, 1),
                                           padding=0, groups=cin, bias=bias, path=path,
@@ -172,13 +172,13 @@ class TemporalBasis(nn.Module):
         self.num_cosine_funcs = int(num_cosine_funcs)
         self.num_basis = self.num_delta_funcs + self.num_cosine_funcs
         if self.num_delta_funcs < 0 or self.num_cosine_funcs < 0 or self.num_basis == 0:
-            raise ModelConfigError(f"{path}: need num_delta_funcs + num_cosine_funcs >= 1 "
+            raise ModelConfigError(f"{path}", f"need num_delta_funcs + num_cosine_funcs >= 1 "
                                    f"(got {num_delta_funcs} + {num_cosine_funcs})")
         if not isinstance(peak_range_ms, (list, tuple)) or len(peak_range_ms) != 2:
-            raise ModelConfigError(f"{path}.peak_range_ms: expected [min_ms, max_ms], "
+            raise ModelConfigError(f"{path}.peak_range_ms", f"expected [min_ms, max_ms], "
                                    f"got {peak_range_ms!r}")
         if chomp is not None and (isinstance(chomp, bool) or not isinstance(chomp, int) or chomp < 0):
-            raise ModelConfigError(f"{path}.chomp: expected null or an int >= 0, got {chomp!r}")
+            raise ModelConfigError(f"{path}.chomp", f"expected null or an int >= 0, got {chomp!r}")
         self.causal = bool(causal)
         self.chomp = chomp
         basis = raised_cosine_basis(self.num_delta_funcs, self.num_cosine_funcs, history_bins,
@@ -311,14 +311,14 @@ def build_frontend(ftype: str, params: dict, in_channels: int, sampling_rate: fl
     if t == "da":
         p = check_keys(p, DA_KEYS, pp)
         if in_channels != 1:
-            raise ModelConfigError(f"{path}: the 'da' frontend needs 1 input channel")
+            raise ModelConfigError(f"{path}", f"the 'da' frontend needs 1 input channel")
         return DAModel(sampling_rate=sampling_rate, path=pp, **p)
     if t == "temporal_basis":
         p = check_keys(p, TEMPORAL_BASIS_KEYS, pp)
         return TemporalBasis(in_channels=in_channels, sampling_rate=sampling_rate, path=pp, **p)
     if t == "conv":
         if "out_channels" not in p:
-            raise ModelConfigError(f"{pp}.out_channels: required for a 'conv' frontend")
+            raise ModelConfigError(f"{pp}.out_channels", f"required for a 'conv' frontend")
         out = p.pop("out_channels")
         return ConvBlock.from_config(in_channels, out, p, pp)
     if t == "adapter":

@@ -42,7 +42,7 @@ def build_spike_history(block: dict | None, n_neurons: list[int],
     if block is None:
         block = DEFAULT_HISTORY
     if not isinstance(block, dict):
-        raise ModelConfigError(f"{path}: expected a mapping with 'type' and 'params'")
+        raise ModelConfigError(f"{path}", f"expected a mapping with 'type' and 'params'")
     check_keys(block, ("type", "params"), path)
     htype = block.get("type", "mlp")
     if str(htype).lower() != "mlp":
@@ -51,16 +51,16 @@ def build_spike_history(block: dict | None, n_neurons: list[int],
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise ModelConfigError(f"{path}.params: expected a mapping or null")
+        raise ModelConfigError(f"{path}.params", f"expected a mapping or null")
     ppath = f"{path}.params"
     p = check_keys(params, _HISTORY_KEYS, ppath, _HISTORY_IGNORED)
     num_lags = int(p.pop("num_lags", 5))
     if num_lags < 1:
-        raise ModelConfigError(f"{ppath}.num_lags: must be >= 1, got {num_lags}")
+        raise ModelConfigError(f"{ppath}.num_lags", f"must be >= 1, got {num_lags}")
     if "hidden_dims" not in p:
-        raise ModelConfigError(f"{ppath}.hidden_dims: required (legacy's MLP has no default)")
+        raise ModelConfigError(f"{ppath}.hidden_dims", f"required (legacy's MLP has no default)")
     if not isinstance(p["hidden_dims"], (list, tuple)):
-        raise ModelConfigError(f"{ppath}.hidden_dims: expected a list of ints")
+        raise ModelConfigError(f"{ppath}.hidden_dims", f"expected a list of ints")
     mlps = nn.ModuleList(MLP(num_lags * int(n), output_dim=int(n), path=ppath, **p)
                          for n in n_neurons)
     return mlps, num_lags

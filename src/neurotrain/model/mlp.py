@@ -86,7 +86,7 @@ class MLP(nn.Module):
         try:
             hidden = [int(h) for h in (hidden_dims or [])]
         except (TypeError, ValueError):
-            raise ModelConfigError(f"{path}: hidden widths must be a list of ints, "
+            raise ModelConfigError(f"{path}", f"hidden widths must be a list of ints, "
                                    f"got {hidden_dims!r}") from None
         dropout = float(dropout or 0.0)
         common = dict(norm_type=norm_type, act_type=act_type, bias=bias, norm_params=norm_params,
@@ -130,7 +130,7 @@ def build_encoder(behavior_dim: int, encoder_params: dict | None, path: str,
     ``behavior_dim == D``), ``dropout`` (0, hidden blocks only), ``last_layer_activation`` (False).
     """
     if encoder_params is not None and not isinstance(encoder_params, dict):
-        raise ModelConfigError(f"{path}: expected a mapping")
+        raise ModelConfigError(f"{path}", f"expected a mapping")
     p = check_keys(encoder_params, ENCODER_KEYS, path, ENCODER_IGNORED,
                    hint="legacy never passed these to the encoder")
     etype = p.get("type", "mlp")
@@ -138,7 +138,7 @@ def build_encoder(behavior_dim: int, encoder_params: dict | None, path: str,
         raise unknown_type(f"{path}.type", etype, ("mlp",))
     dims = p.get("dims", [default_dim, default_dim])
     if not isinstance(dims, (list, tuple)):
-        raise ModelConfigError(f"{path}.dims: expected a list of ints, got {dims!r}")
+        raise ModelConfigError(f"{path}.dims", f"expected a list of ints, got {dims!r}")
     dims = list(dims)
     out = int(dims[-1]) if dims else default_dim
     get_activation_layer(p.get("activation", "gelu"), path=f"{path}.activation")  # name check

@@ -290,7 +290,7 @@ def build_modulator(mtype, params: dict | None, feature_dim: int, path: str = "m
     try:
         behavior_dim = int(behavior_dim)
     except (TypeError, ValueError):
-        raise ModelConfigError(f"{path}.params.behavior_dim: expected an int, "
+        raise ModelConfigError(f"{path}.params.behavior_dim", f"expected an int, "
                                f"got {behavior_dim!r}") from None
     return MODULATOR_TYPES[t](feature_dim=int(feature_dim), behavior_dim=behavior_dim,
                               path=f"{path}.params", **p)

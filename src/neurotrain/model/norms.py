@@ -131,7 +131,7 @@ def get_norm_layer(norm_type: str | None, num_features: int, dim: int = 3,
         return nn.InstanceNorm3d(num_features, eps=eps, affine=p.get("affine", False))
     groups = int(p.get("num_groups", 1))
     if groups < 1:
-        raise ModelConfigError(f"{ppath}.num_groups: must be >= 1, got {groups}")
+        raise ModelConfigError(f"{ppath}.num_groups", f"must be >= 1, got {groups}")
     if num_features > 0 and num_features % groups != 0:
         warnings.warn(f"{ppath}.num_groups: {num_features} channels are not divisible by "
                       f"{groups} groups; using 1 group (as legacy did)", stacklevel=2)

@@ -132,7 +132,7 @@ class LocalChannelSpatialAttn(nn.Module):
 def _int_param(p: dict, key: str, default: int, path: str, minimum: int = 1) -> int:
     v = p.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-        raise ModelConfigError(f"{path}.{key}: expected an int >= {minimum}, got {v!r}")
+        raise ModelConfigError(f"{path}.{key}", f"expected an int >= {minimum}, got {v!r}")
     return v
 
 
@@ -158,20 +158,20 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
     ptype = pool_type_of(pool_params)
     if ptype == "none":
         if isinstance(pool_params, dict) and "stride" in pool_params:
-            raise ModelConfigError(f"{path}.stride: given with no pooling (legacy still strided a "
+            raise ModelConfigError(f"{path}.stride", f"given with no pooling (legacy still strided a "
                                    f"ResNet shortcut by it); remove it")
         return None
     if not isinstance(pool_params, dict):
-        raise ModelConfigError(f"{path}: expected a mapping or null, got {pool_params!r}")
+        raise ModelConfigError(f"{path}", f"expected a mapping or null, got {pool_params!r}")
     if "type" not in pool_params:
-        raise ModelConfigError(f"{path}.type: required (legacy silently skipped pooling when "
+        raise ModelConfigError(f"{path}.type", f"required (legacy silently skipped pooling when "
                                f"'type' was missing; say 'none' for no pooling)")
     c_in = conv_channels if in_channels is None else in_channels
 
     if ptype in ("max", "avg"):
         p = check_keys(pool_params, ("type", "kernel_size", "stride", "padding"), path)
         if "kernel_size" not in p:
-            raise ModelConfigError(f"{path}.kernel_size: required for {ptype!r} pooling")
+            raise ModelConfigError(f"{path}.kernel_size", f"required for {ptype!r} pooling")
 
         def as3(v, fill, key):
             if isinstance(v, (list, tuple)):
@@ -180,7 +180,7 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
                     return v
                 if len(v) == 2:
                     return (fill,) + v
-                raise ModelConfigError(f"{path}.{key}: expected an int or 2-3 values, got {v!r}")
+                raise ModelConfigError(f"{path}.{key}", f"expected an int or 2-3 values, got {v!r}")
             return (int(v),) * 3 if op_dim == 3 else (fill, int(v), int(v))
 
         k = as3(p["kernel_size"], 1, "kernel_size")
@@ -193,7 +193,7 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
     if ptype in ("adaptivemax", "adaptiveavg"):
         p = check_keys(pool_params, ("type", "kernel_size"), path)
         if "kernel_size" not in p:
-            raise ModelConfigError(f"{path}.kernel_size: required (the output size) for {ptype!r}")
+            raise ModelConfigError(f"{path}.kernel_size", f"required (the output size) for {ptype!r}")
         out = p["kernel_size"]
         if isinstance(out, (list, tuple)):
             out = tuple(out) if len(out) == 3 else (None,) + tuple(out)
@@ -206,42 +206,42 @@ def get_pooling_layer(pool_params: dict | str | None, op_dim: int = 3, conv_chan
         # 199e0d5 on and 1 before (the legacy-checkpoint loader sets it for such files).
         p = check_keys(pool_params, ("type", "stride", "r", "use_soft", "temperature"), path, ignored=("channels",))
         if op_dim != 3:
-            raise ModelConfigError(f"{path}.type: {ptype!r} pooling needs a 3-D block (temporal "
+            raise ModelConfigError(f"{path}.type", f"{ptype!r} pooling needs a 3-D block (temporal "
                                    f"kernel > 1)")
         stride = _int_param(p, "stride", 2, path)
         r = _int_param(p, "r", 8, path)
         if conv_channels // r < 1:
-            raise ModelConfigError(f"{path}.r: {conv_channels} channels // r={r} leaves no "
+            raise ModelConfigError(f"{path}.r", f"{conv_channels} channels // r={r} leaves no "
                                    f"squeeze-excite channels")
         if c_in != conv_channels:
             raise ModelConfigError(
-                f"{path}.type: {ptype!r} pooling is built for the conv's {conv_channels} channels "
+                f"{path}.type", f"{ptype!r} pooling is built for the conv's {conv_channels} channels "
                 f"but receives {c_in} (an activation before it doubles the channels); legacy failed "
                 f"at the first forward")
         cls = AABlurSESoftPool if ptype == "aablur" else SESoftPool
         temp = float(p.get("temperature", 10.0))
         if not temp > 0:
-            raise ModelConfigError(f"{path}.temperature: must be > 0, got {temp}")
+            raise ModelConfigError(f"{path}.temperature", f"must be > 0, got {temp}")
         return cls(conv_channels, stride=stride, r=r, use_soft=bool(p.get("use_soft", True)), temperature=temp)
     if ptype == "locatt":
         p = check_keys(pool_params, ("type", "channels", "chan_window", "spatial_kernel"), path)
         if op_dim != 3:
-            raise ModelConfigError(f"{path}.type: 'locatt' needs a 3-D block (temporal kernel > 1)")
+            raise ModelConfigError(f"{path}.type", f"'locatt' needs a 3-D block (temporal kernel > 1)")
         if "channels" not in p:
-            raise ModelConfigError(f"{path}.channels: required for 'locatt' (here {c_in})")
+            raise ModelConfigError(f"{path}.channels", f"required for 'locatt' (here {c_in})")
         ch = _int_param(p, "channels", 0, path)
         cw = _int_param(p, "chan_window", 3, path)
         sk = _int_param(p, "spatial_kernel", 3, path)
         if cw % 2 != 1:
-            raise ModelConfigError(f"{path}.chan_window: must be odd, got {cw}")
+            raise ModelConfigError(f"{path}.chan_window", f"must be odd, got {cw}")
         if ch % cw != 0:
-            raise ModelConfigError(f"{path}.channels: {ch} is not divisible by chan_window {cw}")
+            raise ModelConfigError(f"{path}.channels", f"{ch} is not divisible by chan_window {cw}")
         if ch != c_in:
-            raise ModelConfigError(f"{path}.channels: {ch} but the pool receives {c_in} channels")
+            raise ModelConfigError(f"{path}.channels", f"{ch} but the pool receives {c_in} channels")
         return LocalChannelSpatialAttn(ch, chan_window=cw, spatial_kernel=sk)
     if ptype == "learned":
         raise ModelConfigError(
-            f"{path}.type: 'learned' pooling is broken in legacy VisionCore (it passes 'dim' and "
+            f"{path}.type", f"'learned' pooling is broken in legacy VisionCore (it passes 'dim' and "
             f"'use_weight_norm' to ConvBlock, which rejects them) and is not supported; use "
             f"'max', 'avg', 'aablur', 'se_pool' or a strided conv instead")
     raise unknown_type(f"{path}.type", pool_params.get("type"), POOL_TYPES)
@@ -256,5 +256,5 @@ def legacy_pool_stride(pool_params, path: str = "pool_params"):
         return 1
     s = pool_params.get("stride", 1)
     if s is None:
-        raise ModelConfigError(f"{path}.stride: null is not allowed (omit the key for the default)")
+        raise ModelConfigError(f"{path}.stride", f"null is not allowed (omit the key for the default)")
     return tuple(int(v) for v in s) if isinstance(s, (list, tuple)) else int(s)

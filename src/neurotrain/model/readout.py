@@ -96,5 +96,5 @@ def build_readout(rtype, params: dict, in_channels: int, n_units: int,
     p = check_keys(params, _READOUT_KEYS[t], f"{path}.params")
     p["n_units"] = int(n_units)
     if p["n_units"] < 1:
-        raise ModelConfigError(f"{path}.params.n_units: need at least one unit, got {n_units}")
+        raise ModelConfigError(f"{path}.params.n_units", f"need at least one unit, got {n_units}")
     return READOUT_TYPES[t](in_channels, **p)

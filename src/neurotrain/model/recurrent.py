@@ -53,7 +53,7 @@ class ConvGRUCell(nn.Module):
 def _per_layer(value, n_layers: int, path: str) -> list[int]:
     if isinstance(value, (list, tuple)):
         if len(value) != n_layers:
-            raise ModelConfigError(f"{path}: {len(value)} values for n_layers={n_layers}")
+            raise ModelConfigError(f"{path}", f"{len(value)} values for n_layers={n_layers}")
         return [int(v) for v in value]
     return [int(value)] * n_layers
 
@@ -67,16 +67,16 @@ class ConvGRU(nn.Module):
                  path: str = "model.recurrent.params"):
         super().__init__()
         if isinstance(hidden_dim, (list, tuple)) or int(hidden_dim) < 1:
-            raise ModelConfigError(f"{path}.hidden_dim: expected a positive int, got {hidden_dim!r} "
+            raise ModelConfigError(f"{path}.hidden_dim", f"expected a positive int, got {hidden_dim!r} "
                                    "(legacy reported a list as the readout's channel count)")
         self.hidden_dim = int(hidden_dim)
         n_layers = int(n_layers)
         if n_layers < 1:
-            raise ModelConfigError(f"{path}.n_layers: must be >= 1, got {n_layers}")
+            raise ModelConfigError(f"{path}.n_layers", f"must be >= 1, got {n_layers}")
         kernels = _per_layer(kernel_size, n_layers, f"{path}.kernel_size")
         for k in kernels:
             if k % 2 != 1:
-                raise ModelConfigError(f"{path}.kernel_size: must be odd (legacy asserted it), got {k}")
+                raise ModelConfigError(f"{path}.kernel_size", f"must be odd (legacy asserted it), got {k}")
         self.cells = nn.ModuleList()
         d = int(input_dim)
         for k in kernels:
@@ -236,7 +236,7 @@ def build_recurrent(rtype, params: dict, in_channels: int, path: str = "model.re
     if t in ("gru", "lstm"):
         for key, why in _RNN_REJECT.items():
             if key in (params or {}):
-                raise ModelConfigError(f"{ppath}.{key}: not supported ({why})")
+                raise ModelConfigError(f"{ppath}.{key}", f"not supported ({why})")
         p = check_keys(params, _RNN_KEYS, ppath, ("kernel_size",))
         hidden = p.pop("hidden_dim", 64)
         return RecurrentWrapper(t, hidden, in_channels, **p)

@@ -123,10 +123,10 @@ def trace_shapes(model: nn.Module, input_shape, behavior_dim: int = 0, session_i
     try:
         model(stim, session_idx, behavior, **kw)
     except ModelConfigError as err:  # a stage's own check already names its key
-        raise ShapeError(str(err)) from err
+        raise ShapeError(err.key, err.message) from err
     except Exception as err:  # noqa: BLE001 - re-raised with the failing stage named
         name, inp = current[-1] if current else ("model", tuple(stim.shape))
-        raise ShapeError(f"{yaml_key(name)}: fails on input of shape {inp} ({type(err).__name__}: {err})") from err
+        raise ShapeError(f"{yaml_key(name)}", f"fails on input of shape {inp} ({type(err).__name__}: {err})") from err
     finally:
         for hnd in handles:
             hnd.remove()

@@ -40,26 +40,23 @@ Built-in hooks (the legacy callback each replaces):
 * :class:`Heartbeat` (Heartbeat): timestamped lines at every hook point (``logging.heartbeat``).
 * :class:`EarlyStopping` (EarlyStopping): ``train.early_stopping_patience``.
 * :class:`TimeBudget` (TimeBudgetCallback): ``train.time_budget_minutes``, counting validation.
-* :class:`ModelLogging` (ModelLoggingCallback): ``logging.model_logging`` figures at intervals.
+* :class:`~neurotrain.evaluation.model_logging.ModelLogging` (ModelLoggingCallback): ``logging.model_logging``
+  figures at intervals.
 """
 
 from __future__ import annotations
 
-import copy
 import importlib
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from neurotrain.config.monitor import monitor_of
-from neurotrain.config.typed import ConfigError
+from neurotrain.errors import ConfigError
+from neurotrain.training.context import RunContext
 
 if TYPE_CHECKING:
     from neurotrain.config.recipe import Recipe
@@ -67,69 +64,29 @@ if TYPE_CHECKING:
     from neurotrain.training.state import TrainState
 
 
-@dataclass
-class LoopContext:
-    """What hooks see. Attributes are the loop's live objects; do not replace them.
-
-    ``model`` is the prepared (possibly DDP-wrapped) model, ``raw`` the unwrapped one; ``state`` the
-    :class:`~neurotrain.training.state.TrainState` (epoch, global_step, ...); ``step`` is filled before
-    each ``on_step_end``: ``total``/``count`` (this rank's summed NLL and entry count of the last
-    micro-batch, tensors or None), ``info`` (``aux_loss`` if any), ``reg`` (penalty values);
-    ``metrics`` the last validation's metrics; ``epoch_start`` the epoch's ``time.monotonic()``.
-    """
-
-    recipe: Any
-    accelerator: Any
-    model: Any
-    raw: Any
-    data: Any
-    optimizer: Any
-    scheduler: Any
-    sampler: Any
-    state: Any
-    logger: Any
-    say: Any
-    steps_per_epoch: int
-    epoch: int = 0
-    epoch_start: float = 0.0
-    step: dict = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    bar: Any = None
-    stop_reason: str | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.accelerator.is_main_process
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.recipe.output_dir)
-
-    def request_stop(self, reason: str) -> None:
-        """End the run after this epoch (from ``on_epoch_end``; elsewhere it takes effect at the epoch's end)."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
+#: The context hooks receive (the loop's :class:`~neurotrain.training.context.RunContext`); the old name stays.
+LoopContext = RunContext
 
 
 class Hook:
     """Base class: every method is a no-op; override the ones you need (see the module docstring)."""
 
-    def on_train_start(self, ctx: LoopContext) -> None:
+    def on_train_start(self, ctx: RunContext) -> None:
         pass
 
-    def on_epoch_start(self, ctx: LoopContext) -> None:
+    def on_epoch_start(self, ctx: RunContext) -> None:
         pass
 
-    def on_step_end(self, ctx: LoopContext) -> None:
+    def on_step_end(self, ctx: RunContext) -> None:
         pass
 
-    def on_validation_end(self, ctx: LoopContext) -> None:
+    def on_validation_end(self, ctx: RunContext) -> None:
         pass
 
-    def on_epoch_end(self, ctx: LoopContext) -> None:
+    def on_epoch_end(self, ctx: RunContext) -> None:
         pass
 
-    def on_train_end(self, ctx: LoopContext) -> None:
+    def on_train_end(self, ctx: RunContext) -> None:
         pass
 
 
@@ -151,7 +108,7 @@ class Hooks:
 
 
 def _dispatch(calls):
-    def call(ctx: LoopContext) -> None:
+    def call(ctx: RunContext) -> None:
         for fn in calls:
             fn(ctx)
 
@@ -242,7 +199,7 @@ class StepLogger(Hook):
         self.every = max(1, int(every))
         self.regs = regularizers
 
-    def on_step_end(self, ctx: LoopContext) -> None:
+    def on_step_end(self, ctx: RunContext) -> None:
         if ctx.state.global_step % self.every:
             return
         total, count = ctx.step.get("total"), ctx.step.get("count")
@@ -263,17 +220,17 @@ class Curriculum(Hook):
     """Tells the sampler the optimizer step at each epoch start and after every step
     (:meth:`~neurotrain.data.curriculum.ContrastWeightedSampler.set_step`)."""
 
-    def on_epoch_start(self, ctx: LoopContext) -> None:
+    def on_epoch_start(self, ctx: RunContext) -> None:
         ctx.sampler.set_step(ctx.state.global_step)
 
-    def on_step_end(self, ctx: LoopContext) -> None:
+    def on_step_end(self, ctx: RunContext) -> None:
         ctx.sampler.set_step(ctx.state.global_step)
 
 
 class EpochHeartbeat(Hook):
     """Prints the validation table (per session: bits/spike, oracle, fraction, correlation) on the main process."""
 
-    def on_validation_end(self, ctx: LoopContext) -> None:
+    def on_validation_end(self, ctx: RunContext) -> None:
         if ctx.is_main:
             print_table(ctx.metrics, ctx.data, ctx.epoch)
 
@@ -285,7 +242,7 @@ class Heartbeat(Hook):
     def __init__(self, every_n_steps: int | None = None):
         self.every = every_n_steps
 
-    def _beat(self, ctx: LoopContext, what: str) -> None:
+    def _beat(self, ctx: RunContext, what: str) -> None:
         if ctx.is_main:
             ctx.say(f"[heartbeat {time.strftime('%Y-%m-%d %H:%M:%S')}] {what} "
                     f"(epoch {ctx.epoch}, step {ctx.state.global_step})")
@@ -313,7 +270,7 @@ class Heartbeat(Hook):
 class EarlyStopping(Hook):
     """Stops once ``checkpoint.monitor`` has not improved for ``train.early_stopping_patience`` validations."""
 
-    def on_epoch_end(self, ctx: LoopContext) -> None:
+    def on_epoch_end(self, ctx: RunContext) -> None:
         if stop_early(ctx.state, ctx.metrics, ctx.recipe, ctx.say):
             ctx.request_stop("early stopping")
 
@@ -322,158 +279,10 @@ class TimeBudget(Hook):
     """``train.time_budget_minutes``: counts training and validation (slowest rank); see
     :func:`spend_time_budget`."""
 
-    def on_epoch_end(self, ctx: LoopContext) -> None:
+    def on_epoch_end(self, ctx: RunContext) -> None:
         if spend_time_budget(ctx.state, ctx.accelerator, ctx.epoch_start, ctx.epoch, ctx.recipe, ctx.scheduler,
                              ctx.steps_per_epoch, ctx.say):
             ctx.request_stop("time budget")
-
-
-class ModelLogging(Hook):
-    """Figures of the model during training (legacy ``--enable_logging``), without holding up any rank.
-
-    On the main process only, at the end of epoch ``e`` (0-based; ``e + 1`` divisible by the interval):
-
-    * every ``fast_interval`` epochs: learning curves, per-session validation bits/spike, readout
-      positions and sizes, frontend temporal kernels and first-layer filters (weights only);
-    * every ``slow_interval`` epochs also: model receptive fields and predicted versus observed
-      responses of session ``session_idx`` on up to ``max_samples`` of its validation samples.
-
-    The main process snapshots what the figures need (a CPU copy of the model's weights, the run's
-    ``metrics.jsonl`` so far) and hands the rendering to one background thread; if the previous epoch's figures are still
-    being drawn the new ones are skipped (and said so) rather than queued. The other ranks never wait.
-    PNGs go to ``<output_dir>/model_logs/epoch_<e>/``; with wandb on, each finished set is logged as
-    images at the next optimizer step (from the loop's thread, so wandb's step order is kept).
-    """
-
-    def __init__(self, fast_interval: int = 5, slow_interval: int = 10, session_idx: int = 0,
-                 max_samples: int = 256, wait_at_end: bool = True):
-        self.fast, self.slow = int(fast_interval), int(slow_interval)
-        self.session_idx = int(session_idx)
-        self.max_samples = int(max_samples)
-        self.wait_at_end = wait_at_end
-        self._pool: ThreadPoolExecutor | None = None
-        self._job: tuple[Future, int] | None = None  # (drawing, its epoch)
-        self.written: list[Path] = []
-
-    def on_train_start(self, ctx: LoopContext) -> None:
-        if ctx.is_main:
-            n = len(ctx.data.names)
-            if self.session_idx >= n:
-                ctx.say(f"[neurotrain] model logging: log_dataset_idx {self.session_idx} is past the {n} sessions; "
-                        f"using session 0 ({ctx.data.names[0]})")
-                self.session_idx = 0
-            if str(ctx.accelerator.distributed_type).endswith("FSDP"):
-                ctx.say("[neurotrain] model logging: off under FSDP (the main process does not hold whole weights "
-                        "between steps); use neurotrain evaluate on the saved checkpoints")
-                return
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="neurotrain-model-logging")
-
-    def on_step_end(self, ctx: LoopContext) -> None:
-        if self._job is not None and self._job[0].done():
-            self._flush(ctx)
-
-    def on_epoch_end(self, ctx: LoopContext) -> None:
-        if not ctx.is_main or self._pool is None:
-            return
-        e = ctx.epoch + 1
-        fast, slow = e % self.fast == 0, e % self.slow == 0
-        if not (fast or slow):
-            return
-        if self._job is not None and not self._job[0].done():
-            ctx.say(f"[neurotrain] model logging: epoch {ctx.epoch}'s figures skipped (the previous ones are still drawing)")
-            return
-        if self._job is not None:
-            self._flush(ctx)
-        self._job = (self._pool.submit(_draw, **self._snapshot(ctx, slow)), ctx.epoch)
-
-    def on_train_end(self, ctx: LoopContext) -> None:
-        if self._pool is None:
-            return
-        if self._job is not None and self.wait_at_end:
-            self._flush(ctx)  # waits for the last set
-        self._pool.shutdown(wait=self.wait_at_end)
-        self._pool = None
-
-    def _snapshot(self, ctx: LoopContext, slow: bool) -> dict:
-        # A compiled core_forward (train.compile) is an instance attribute: leave it out of the copy,
-        # which then runs eagerly.
-        compiled = ctx.raw.__dict__.pop("core_forward", None)
-        try:
-            model = copy.deepcopy(ctx.raw).to("cpu").float().eval()
-        finally:
-            if compiled is not None:
-                ctx.raw.core_forward = compiled
-        for p in model.parameters():
-            p.requires_grad_(False)
-        info = ctx.data.registry[0]
-        per_session = [{"name": n, "bps": ctx.metrics.get(f"val_bps/{n}", float("nan")),
-                        "oracle_bps": ctx.metrics.get(f"oracle_bps/{n}"), "corr": ctx.metrics.get(f"val_corr/{n}")}
-                       for n in ctx.data.names]
-        from neurotrain.evaluation.evaluate import read_jsonl
-
-        log = ctx.output_dir / "metrics.jsonl"  # the whole run's history, across resumes
-        job = dict(out_dir=ctx.output_dir / "model_logs" / f"epoch_{ctx.epoch:03d}",
-                   rows=read_jsonl(log) if log.is_file() else [],
-                   per_session=per_session, model=model, session_names=list(ctx.data.names),
-                   input_shape=tuple(info["input_shape"]), behavior_dim=int(info.get("behavior_dim", 0)),
-                   slow=slow, session_idx=self.session_idx, samples=None, loss=None)
-        if slow:
-            from neurotrain.data.multisession import group_collate
-            from neurotrain.training.train import session_losses
-
-            i = self.session_idx
-            n = min(self.max_samples, ctx.data.val.sizes[i])
-            job["samples"] = group_collate([ctx.data.val.gather(i, np.arange(n))])[0]
-            job["loss"] = session_losses(ctx.data, model.log_input)[i]
-        return job
-
-    def _flush(self, ctx: LoopContext) -> None:
-        (future, epoch), self._job = self._job, None
-        try:
-            paths = future.result()
-        except Exception as err:  # a figure must never end a training run
-            ctx.say(f"[neurotrain] model logging: epoch {epoch}'s figures failed: {type(err).__name__}: {err}")
-            return
-        self.written += paths
-        if ctx.accelerator.log_with:
-            try:
-                import wandb
-
-                ctx.accelerator.log({f"model/{p.stem}": wandb.Image(str(p)) for p in paths},
-                                    step=ctx.state.global_step)
-            except Exception as err:  # pragma: no cover - depends on the wandb install
-                ctx.say(f"[neurotrain] model logging: wandb images not logged ({err})")
-
-
-def _draw(out_dir: Path, rows, per_session, model, session_names, input_shape, behavior_dim, slow, session_idx,
-          samples, loss, dpi: int = 100) -> list[Path]:
-    """Render one epoch's figures (runs in the background thread; matplotlib's object API only)."""
-    from neurotrain.evaluation import plots
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = {"learning_curves": lambda: plots.learning_curves(rows),
-               "session_bps": lambda: plots.session_bps(per_session),
-               "readout_positions": lambda: plots.readout_positions(model, session_names, input_shape=input_shape,
-                                                                    behavior_dim=behavior_dim),
-               "frontend_kernels": lambda: plots.frontend_kernels(model)}
-    if slow:
-        name = plots.safe_name(session_names[session_idx])
-        figures[f"receptive_fields_{name}"] = lambda: plots.receptive_fields(
-            model, session_idx, input_shape, n_neurons=8, behavior_dim=behavior_dim, n_samples=2)[0]
-        if samples is not None:
-            from neurotrain.evaluation.predictions import predict_batch
-
-            with torch.no_grad():
-                pred, target = (t.numpy() for t in predict_batch(model, session_idx, samples, loss))
-            mask = samples["dfs"].float().expand_as(samples["robs"]).numpy()
-            figures[f"pred_vs_obs_{name}"] = lambda: plots.predicted_vs_observed(pred, target, mask,
-                                                                                 session_names[session_idx])
-    paths = []
-    for stem, make in figures.items():
-        path = out_dir / f"{stem}.png"
-        make().savefig(path, dpi=dpi)
-        paths.append(path)
-    return paths
 
 
 # ------------------------------------------------------------------------------------------------
@@ -508,15 +317,3 @@ def import_hook(spec, file, key: str) -> Hook:
 def recipe_hooks(recipe) -> list[Hook]:
     """The hooks named in ``train.hooks`` (imported and built; errors name the file and entry)."""
     return [import_hook(spec, recipe.source, f"train.hooks[{i}]") for i, spec in enumerate(recipe.train.hooks or [])]
-
-
-def default_hooks(recipe, regularizers=None) -> list[Hook]:
-    """The built-in hooks the recipe asks for, in the loop's order."""
-    lg = recipe.logging
-    hooks: list[Hook] = [Curriculum(), StepLogger(lg.log_every_n_steps, regularizers), EpochHeartbeat()]
-    if getattr(lg, "heartbeat", False):
-        hooks.append(Heartbeat(getattr(lg, "heartbeat_every_n_steps", None)))
-    hooks += [EarlyStopping(), TimeBudget()]
-    if lg.model_logging:
-        hooks.append(ModelLogging(lg.fast_log_interval, lg.slow_log_interval, lg.log_dataset_idx))
-    return hooks

@@ -52,6 +52,6 @@ def wandb_tracker_config(recipe) -> tuple[str | None, dict]:
     os.environ.setdefault("WANDB_MODE", recipe.logging.wandb_mode)
     os.environ.setdefault("WANDB_DIR", str(Path(recipe.output_dir)))
     kwargs = {"dir": str(Path(recipe.output_dir))}
-    if getattr(recipe.logging, "run_name", None):
+    if recipe.logging.run_name:
         kwargs["name"] = recipe.logging.run_name
     return "wandb", {"wandb": kwargs}

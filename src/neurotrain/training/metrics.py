@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
+
+from neurotrain.data.session import SessionError
 
 EPS = 1e-8
 
@@ -150,3 +153,20 @@ def summarize_continuous(stats: MomentStats, names: list[str], sessions: list[in
     if corrs:
         out[f"{prefix}_corr_overall"] = sum(corrs) / len(corrs)
     return out
+
+
+def oracle_bits_per_spike(session, times: np.ndarray | None = None) -> float:
+    """Bits/spike of the ground-truth rates on the sample ``times`` (all bins if None), pooled over neurons.
+
+    The formula is the trainer's (:func:`bps_pooled`), so the oracle printed
+    beside the model's validation bits/spike is computed the same way.
+    """
+    if session.true_rates is None:
+        raise SessionError(f"session {str(session.path)!r}, key 'true_rates': session has no ground-truth rates")
+    if times is None:
+        times = np.arange(session.n_frames)
+    times = np.asarray(times, dtype=np.int64)
+    stats = PoissonStats([session.n_neurons])
+    stats.update(0, torch.from_numpy(np.asarray(session.true_rates[times])), torch.from_numpy(np.asarray(session.robs[times])),
+                 torch.from_numpy(np.asarray(session.dfs[times], dtype=np.float32)))
+    return bps_pooled(stats.session(0))

@@ -92,10 +92,6 @@ class RegularizationError(ModelConfigError):
     """A ``regularization`` entry is invalid; ``key`` is the model-YAML key path, e.g.
     ``regularization[1].schedule.kind``."""
 
-    def __init__(self, key: str, detail: str):
-        self.key, self.detail = key, detail
-        super().__init__(f"{key}: {detail}")
-
 
 def _hint(value, choices) -> str:
     close = difflib.get_close_matches(str(value), list(choices), n=1)

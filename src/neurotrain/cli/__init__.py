@@ -1,0 +1,56 @@
+"""The ``neurotrain`` command: one module per command, each with ``add(subparsers)`` and the function it runs.
+
+    neurotrain train RECIPE.yaml [key=value ...]          (also: accelerate launch -m neurotrain train ...)
+    neurotrain train --model_config M --dataset_configs_path P --store_dir S [--legacy flags]
+    neurotrain validate RECIPE.yaml|MODEL.yaml
+    neurotrain ingest npz|cowley-v4|allen-v1 ...
+    neurotrain convert LEGACY.ckpt OUT/
+    neurotrain predict MODEL --inputs IN.safetensors --out OUT.safetensors
+    neurotrain evaluate CHECKPOINT --data RECIPE.yaml
+    neurotrain noise-ceiling RESPONSES.npy --out DIR
+
+Bad input (a :class:`~neurotrain.errors.NeurotrainError`: a recipe key, a file, a checkpoint, a flag) stops with
+one line naming the file and the key, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from neurotrain.cli import convert, evaluate, ingest, predict, train, validate
+from neurotrain.errors import ConfigError, NeurotrainError
+from neurotrain.legacy.cli import WantsHelp, is_legacy
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurotrain", description="Train multi-session digital twins of visual cortex.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in (train, validate, ingest, convert, predict, evaluate):
+        command.add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Legacy-compatibility aliases warn with DeprecationWarning: show them to command-line users.
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"neurotrain\.")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    legacy = argv[:1] == ["train"] and is_legacy(argv[1:])  # `neurotrain train --model_config ...`
+    args = None if legacy else build_parser().parse_args(argv)
+    command = "train" if legacy else args.command
+    try:
+        return train.run_legacy(argv[1:]) if legacy else args.func(args)
+    except WantsHelp:
+        build_parser().parse_args(["train", "--help"])  # the train help, legacy flags included; exits 0
+        return 0
+    except NeurotrainError as err:
+        what = "configuration" if isinstance(err, ConfigError) else command
+        if legacy and not isinstance(err, ConfigError):
+            print(f"neurotrain train: error: {err}", file=sys.stderr)
+        else:
+            print(f"neurotrain: {what} error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    except FileExistsError as err:  # a session or model folder that is there already (no --overwrite)
+        print(f"neurotrain: {command} error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,49 @@
+"""Stopping cleanly when the cluster asks: SIGTERM and SIGUSR1 (what SLURM sends before a time limit or a
+preemption, with ``--signal``)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import torch
+
+
+class Preemption:
+    """The handler only records the signal; after every optimizer step all ranks agree (a max-reduce of the
+    flag, so a signal seen by any rank stops every rank at the same step), save a resumable state and return.
+    Handlers are installed only in the main thread and restored at the end (:meth:`restore`).
+    """
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.signal = signum
+
+    @property
+    def name(self) -> str | None:
+        return None if self.signal is None else signal.Signals(self.signal).name
+
+    def agreed(self, accelerator) -> bool:
+        """True on every rank once any rank has seen a signal (a collective: call it on every rank)."""
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        flag = torch.tensor([0 if self.signal is None else int(self.signal)], device=accelerator.device)
+        seen = int(accelerator.reduce(flag, "max"))
+        if seen and self.signal is None:
+            self.signal = seen
+        return bool(seen)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
