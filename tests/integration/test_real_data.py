@@ -61,6 +61,7 @@ def test_calcium_session_trains_with_its_own_loss(data_dir, tmp_path):
     assert "val_bps_overall" not in last  # no spike counts: no bits/spike
     assert "val_corr/allen_v1_511510667" in last and "val_r2/allen_v1_511510667" in last
     outcome("val_loss falls", epochs[-1]["val_loss"], below=epochs[0]["val_loss"])
+    outcome("train_loss falls by > 1%", epochs[-1]["train_loss"], below=0.99 * epochs[0]["train_loss"])
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "neurotrain_model.json").read_text())
     (s,) = meta["sessions"]
     assert s["response_type"] == "continuous" and s["n_neurons"] == 212
