@@ -21,6 +21,12 @@ key             shape / dtype           meaning
 ``true_rates``  (B, N) float32          ground-truth rates (synthetic data only; never seen by the model)
 ``session_idx`` int                     index of the session (= readout index)
 =============== ======================= =========================================================
+
+By session name, ``dataset["Allen_2022-02-16"]`` is that session's part of the split, a
+:class:`SessionSamples` view (nothing copied): ``len``, ``view[j]`` = the parent's sample
+``offsets[s] + j``, ``view[a:b]`` / ``view[array]`` = one batch of that session. Integer and list
+indexing of the dataset itself, and the batch path (``__getitems__`` + :func:`group_collate`), do
+not change.
 """
 
 from __future__ import annotations
@@ -150,6 +156,18 @@ class MultiSessionDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def names(self) -> list[str]:
+        """Session names, in session (readout) order."""
+        return [s.name for s in self.sessions]
+
+    def session_index(self, name: str) -> int:
+        """Position of the session called ``name``; KeyError naming the known sessions otherwise."""
+        for i, s in enumerate(self.sessions):
+            if s.name == name:
+                return i
+        raise KeyError(f"no session {name!r} in this dataset; its sessions are {self.names}")
+
     def session_of(self, indices: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.offsets, indices, side="right") - 1
 
@@ -184,8 +202,72 @@ class MultiSessionDataset(torch.utils.data.Dataset):
             groups.append(self.gather(s, local))
         return groups
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index):
+        """``dataset[i]``: sample ``i`` as a group dict with a batch dimension of 1 (as ``__getitems__``
+        gives it); ``dataset["name"]``: that session's samples, a :class:`SessionSamples` view."""
+        if isinstance(index, str):
+            return SessionSamples(self, self.session_index(index))
         return self.__getitems__([index])[0]
+
+
+class SessionSamples(torch.utils.data.Dataset):
+    """One session's samples in one split of a :class:`MultiSessionDataset` (``data.train[name]``).
+
+    A view: nothing is copied and the parent's batch path is used. Local index ``j`` (``0 <= j < len``,
+    negative counts from the end) is the parent's global index ``offsets[s] + j``, i.e. sample time
+    ``times[s][j]``; the order is the split's (ascending time).
+
+    * ``view[j]`` -> the parent's ``dataset[offsets[s] + j]``: a dict with a batch dimension of 1;
+    * ``view[a:b]``, ``view[[j, ...]]``, ``view[np.array]`` -> one batch dict of those samples
+      (``stim`` ``(B, 1, L, H, W)``, ``robs`` / ``dfs`` ``(B, N)``, ... as in the module docstring);
+    * ``__getitems__(js)`` -> ``[batch]``, so a ``DataLoader(view, batch_size=..., collate_fn=group_collate)``
+      yields this session's batches (each a one-element list, as for the parent).
+    """
+
+    def __init__(self, parent: MultiSessionDataset, session_idx: int):
+        self.parent = parent
+        self.session_idx = int(session_idx)
+
+    @property
+    def session(self):
+        """The session (a :class:`~neurotrain.data.session.Session` or ``SessionView``)."""
+        return self.parent.sessions[self.session_idx]
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    @property
+    def times(self) -> np.ndarray:
+        """(len,) int64 sample times (bins) of this session in this split."""
+        return self.parent.times[self.session_idx]
+
+    def __len__(self) -> int:
+        return int(self.parent.sizes[self.session_idx])
+
+    def _local(self, index) -> np.ndarray:
+        n = len(self)
+        if isinstance(index, slice):
+            return np.arange(n, dtype=np.int64)[index]
+        idx = np.asarray(index)
+        if idx.dtype == bool or idx.dtype.kind not in "iu":
+            raise TypeError(f"session {self.name!r}: index with an int, a slice or an array of ints, got {index!r}")
+        idx = idx.astype(np.int64).reshape(-1)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"session {self.name!r} has {n} samples in this split; index out of range: {index!r}")
+        return np.where(idx < 0, idx + n, idx)
+
+    def __getitem__(self, index) -> dict:
+        if isinstance(index, (int, np.integer)):
+            local = self._local([index])
+            return self.parent[int(self.parent.offsets[self.session_idx] + local[0])]
+        return self.parent.gather(self.session_idx, self._local(index))
+
+    def __getitems__(self, indices) -> list[dict]:
+        return [self.parent.gather(self.session_idx, self._local(indices))]
+
+    def __repr__(self) -> str:
+        return f"SessionSamples({self.name!r}, session_idx={self.session_idx}, samples={len(self)})"
 
 
 STIM_DTYPES = {"uint8": torch.uint8, "bfloat16": torch.bfloat16, "float32": torch.float32}
