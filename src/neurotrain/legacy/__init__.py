@@ -12,4 +12,24 @@ In the order data flows:
 
 The core reaches this package only through :mod:`neurotrain.sources` (data, weights, the starting state) and the
 command line (``neurotrain train --model_config ...``).
+
+The notebook objects ``MultiDatasetModel`` and ``MultiDatasetDM`` (``from neurotrain.legacy import ...``) live in
+:mod:`neurotrain.notebook`, a layer above :mod:`neurotrain.sources` that they are built on; they are re-exported
+here on first use (no module of this package imports them).
 """
+
+from __future__ import annotations
+
+import importlib
+
+_NOTEBOOK = ("MultiDatasetModel", "MultiDatasetDM")
+
+
+def __getattr__(name: str):
+    if name in _NOTEBOOK:
+        return getattr(importlib.import_module("neurotrain.notebook"), name)
+    raise AttributeError(f"module 'neurotrain.legacy' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_NOTEBOOK))
