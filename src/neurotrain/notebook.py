@@ -370,7 +370,8 @@ class _EachPassANewEpoch:
 
 
 _ARG_OF_KEY = {"data.batch_size": "batch", "data.num_workers": "workers", "data.max_datasets": "max_ds",
-               "data.legacy_config": "cfg_dir", "data.store_dir": "store_dir", "seed": "seed"}
+               "data.legacy_config": "cfg_dir", "data.store_dir": "store_dir", "seed": "seed",
+               "train.steps_per_epoch": "steps_per_epoch"}
 
 
 class MultiDatasetDM:
@@ -425,7 +426,7 @@ class MultiDatasetDM:
         self.prefetch_factor = (4 if self.persistent_workers else None) if prefetch_factor is None else int(prefetch_factor)
         self.store_dir = store_dir
         self.seed = int(seed)
-        self.contrast_scores = None  # legacy attribute; neurotrain's curriculum scores live in its sampler
+        self.contrast_scores = None  # legacy attribute; filled by train_dataloader() with enable_curriculum
         self.train_sampler = None
         self.data: DataBundle | None = None
         self.recipe: Recipe | None = None
@@ -500,11 +501,13 @@ class MultiDatasetDM:
         """Shuffled single-session batches of ``batch`` samples (each session's last short batch dropped, as
         legacy's ``drop_last``); ``steps_per_epoch`` batches per pass when given; a new order every pass."""
         data = self._require_setup()
-        kw = dict(seed=self.seed, shuffle=True, drop_last=True, max_batches=self.spe)
+        kw = dict(seed=self.seed, drop_last=True, max_batches=self.spe)
         if self.enable_curriculum:
             sampler = ContrastWeightedSampler.from_dataset(data.train, self.batch, warmup_steps=8000, **kw)
+            # legacy attribute: per-sample contrast (newest frame), divided by the global median
+            self.contrast_scores = {n: torch.from_numpy(np.asarray(c)) for n, c in zip(self.names, sampler.contrast)}
         else:
-            sampler = SessionBatchSampler(data.train.sizes, self.batch, **kw)
+            sampler = SessionBatchSampler(data.train.sizes, self.batch, shuffle=True, **kw)
         self.train_sampler = sampler
         return self._loader(data.train, _EachPassANewEpoch(sampler))
 

@@ -211,6 +211,12 @@ def test_dm_loaders_give_legacy_batches(tmp_path):
     hb = next(iter(homo.train_dataloader()))
     assert isinstance(hb, dict) and hb["stim"].shape[0] == 8
     assert all(hb[k].dtype == torch.bfloat16 for k in ("stim", "robs", "dfs", "behavior"))
+    curriculum = _dm(tmp_path / "c", enable_curriculum=True)
+    cb = next(iter(curriculum.train_dataloader()))
+    assert cb[0]["stim"].shape == (16, 1, 14, 24, 24) and curriculum.train_sampler.alpha(0) == 0.5
+    assert {n: len(c) for n, c in curriculum.contrast_scores.items()} == {n: len(d) for n, d in curriculum.train_dsets.items()}
+    med = float(torch.cat(list(curriculum.contrast_scores.values())).double().median())
+    assert med == pytest.approx(1.0, abs=1e-3)  # divided by the global median
     item = homo.val_dsets[homo.names[1]][5]
     ref = dm.val_dsets[dm.names[1]][5]
     assert torch.equal(item["stim"], ref["stim"].to(torch.bfloat16))  # normalised in float32, then cast
@@ -306,3 +312,20 @@ def test_example_demo_trains_a_twin_and_walks_through_it(tmp_path):
     _check_outputs(tmp_path / "out", report, data, twin, [s["name"] for s in meta["sessions"]])
     # the twin learned: its best neuron's prediction follows the rate that generated the counts
     outcome("demo twin: corr with the true rate", report["corr_true_rate"], above=0.1)
+
+
+def test_dm_history_items(tmp_path):
+    make_stores(tmp_path)
+    parent = tmp_path / "configs" / "multi_synth.yaml"
+    parent.write_text(parent.read_text().replace("  dfs: 0\n", "  dfs: 0\n  history: [1, 2, 3]\n", 1))
+    dm = MultiDatasetDM(parent, 1, batch=8, store_dir=tmp_path / "store")
+    dm.setup()
+    ds = dm.train_dsets[dm.names[0]]
+    item = ds[4]
+    assert set(item) == {"stim", "robs", "dfs", "behavior", "history"} and item["history"].shape == (3, 7)
+    t = int(ds.times[4])
+    robs = np.asarray(ds.session.robs[np.array([t - 1, t - 2, t - 3])], dtype=np.float32)  # lag 1 first
+    assert torch.equal(item["history"], torch.from_numpy(robs))
+    parent.write_text(parent.read_text().replace("history: [1, 2, 3]", "history: [0, 1]"))
+    with pytest.raises(ConfigError, match=r"keys_lags.history: expected the previous bins"):
+        MultiDatasetDM(parent, 1, store_dir=tmp_path / "store").setup()
