@@ -397,6 +397,20 @@ def _era_markers(path: Path, sd: dict, hp: dict, compiled: bool, has_cfg_dict: b
     k = first(lambda k: re.match(r"recurrent\.cells\.\d+\.", k))
     if k:
         r.add(f"state_dict.model.{k}", lo="e353351")
+    # refactor-era recurrent ConvGRU / ConvLSTM and convgru modulator ('cell.conv_x', 'cell.gates'):
+    # removed in 2521dd0 (the recurrent ConvGRU of 2521dd0..e353351^ could not be built)
+    k = first(lambda k: k.startswith(("recurrent.cell.", "modulator.gru.cell.")))
+    if k:
+        r.add(f"state_dict.model.{k}", hi="2521dd0")
+    for gru in ("recurrent", "modulator.gru"):
+        if f"{gru}.cell.conv_x.weight" in sd or f"{gru}.cell.conv_x.0.weight" in sd:
+            late = [n for n in (f"{gru}.h0", f"{gru}.cell.layer_norm.weight", f"{gru}.cell.conv_x.0.weight")
+                    if n in sd]
+            if late:
+                r.add(f"state_dict.model.{late[0]}", lo="90907ab")
+            elif gru == "recurrent":  # the late recurrent stage always had h0 and the GroupNorm
+                r.add("state_dict.model.recurrent.cell.conv_x.weight (refactor-era ConvGRU without h0)",
+                      hi="90907ab")
     k = first(lambda k: k.startswith("modulator.gru.cells."))
     if k:
         r.add(f"state_dict.model.{k}", lo="fc9080f")
@@ -427,11 +441,6 @@ class _Mapper:
     # -- refusals ------------------------------------------------------------------------------
     def refuse_unmappable(self) -> None:
         for key in self.sd:
-            if ".cell.conv_x." in key and not key.startswith("modulator.predictor."):
-                raise self.err(f"state_dict.model.{key}", "refactor-era ConvGRU layout (VisionCore 229991c..e353351^, "
-                               "'cell.conv_x'/'cell.conv_h'): its gate maths differ from the current ConvGRU "
-                               "('cells.N.update_gate/reset_gate/out_gate') and neurotrain has no equivalent; "
-                               "this checkpoint cannot be converted")
             if key.endswith(".norm.offset"):
                 raise self.err(f"state_dict.model.{key}", "the 'grn' norm of VisionCore before 2521dd0 (SafeGRN: "
                                "RMS with a learnable offset) differs from the current GlobalResponseNorm and has no "
@@ -700,6 +709,7 @@ class _Mapper:
                 params["shortcut_crop"] = "both"
                 self.notes.append("model.convnet.params.shortcut_crop: both (the ResNet crop rule of VisionCore "
                                   "before 2521dd0; identical to the current rule whenever that one applies)")
+        self.map_refactor_grus()
         mod = self.cfg.get("modulator") or {}
         if str(mod.get("type", "")).lower() == "pc":
             params = mod.get("params")
@@ -711,6 +721,56 @@ class _Mapper:
                                   f"replaced by {version!r} (the checkpoint's predictor "
                                   f"{'has' if version == 'late' else 'has no'} h0)")
             params["predictor_version"] = version
+
+    def map_refactor_grus(self) -> None:
+        """The refactor-era ConvGRU of ``recurrent: convgru`` and of the ``convgru`` modulator
+        (``cell.conv_x`` / ``cell.conv_h``, VisionCore 229991c..2521dd0^): set ``convgru_version``
+        (``late`` with ``h0`` / GroupNorm / depthwise keys, else ``early``); the keys keep their names."""
+        sd = self.sd
+        rec = self.cfg.get("recurrent") if isinstance(self.cfg.get("recurrent"), dict) else {}
+        if "recurrent.cell.conv_x.weight" in sd and str(rec.get("type", "")).lower() == "convgru":
+            params = rec.get("params")
+            if not isinstance(params, dict):
+                params = rec["params"] = {}
+            version = "late" if "recurrent.h0" in sd else "early"
+            dropped = sorted(k for k in params if k not in ("hidden_dim", "kernel_size", "fast_phase"))
+            for k in dropped:
+                params.pop(k)
+            if dropped:
+                self.notes.append(f"model.recurrent.params {', '.join(dropped)} dropped: the refactor-era "
+                                  "recurrent ConvGRU read only hidden_dim, kernel_size and fast_phase")
+            params["convgru_version"] = version
+            self.notes.append(f"recurrent: refactor-era ConvGRU ({version}: VisionCore "
+                              f"{'229991c..90907ab^' if version == 'early' else '90907ab..2521dd0^'}; final state "
+                              "only), model.recurrent.params.convgru_version set")
+        mod = self.cfg.get("modulator") if isinstance(self.cfg.get("modulator"), dict) else {}
+        if str(mod.get("type", "")).lower() == "convgru" and \
+                ("modulator.gru.cell.conv_x.weight" in sd or "modulator.gru.cell.conv_x.0.weight" in sd):
+            params = mod.get("params")
+            if not isinstance(params, dict):
+                params = mod["params"] = {}
+            marks = [k for k in ("modulator.gru.h0", "modulator.gru.cell.layer_norm.weight",
+                                 "modulator.gru.cell.conv_x.0.weight") if k in sd]
+            if marks:
+                version = "late"
+            elif params.get("use_layer_norm") is False and params.get("learnable_h0") is False:
+                # no h0 and no GroupNorm: the early cell, or the late one with both switched off
+                if self.era.before("90907ab"):
+                    version = "early"
+                else:
+                    version = "late"
+                    if not self.era.since("90907ab"):
+                        self.notes.append("modulator ConvGRU without h0 or GroupNorm, and the model config "
+                                          "switches both off (options of VisionCore 90907ab..2521dd0^): the late "
+                                          "cell (n = tanh(n~ + r*h)) is assumed; code from before 90907ab "
+                                          "ignored the options and used n = tanh(n~)")
+            else:
+                version = "early"
+                self.era.add("state_dict.model.modulator.gru.cell.conv_x.weight (ConvGRU without h0 or "
+                             "GroupNorm)", hi="90907ab")
+            params["convgru_version"] = version
+            self.notes.append(f"modulator: refactor-era ConvGRU ({version}), model.modulator.params."
+                              "convgru_version set")
 
     # -- fill and check against the built model -----------------------------------------------
     def finish(self, model) -> dict:
@@ -831,7 +891,6 @@ _REMOVED_TYPES = {
     "convnet": {"x3d": "2521dd0", "x3dnet": "2521dd0", "shifttcn": "2521dd0", "vivit": "2521dd0",
                 "polar": "2521dd0"},
     "modulator": {"polar": "2521dd0"},
-    "recurrent": {"convlstm": "2521dd0"},
     "readout": {"gaussianei": "2521dd0", "gaussiansn": "2521dd0"},
 }
 

@@ -31,6 +31,8 @@ from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
 from .mlp import build_encoder
 from .recurrent import PREDICTOR_VERSIONS, ConvGRU, PredictorConvGRU
+from .refactor_rnn import LATE_OPTIONS, RefactorConvGRU
+from .refactor_rnn import convgru_version as _gru_version
 
 
 def _check_features(x: torch.Tensor, feature_dim: int, name: str) -> None:
@@ -142,28 +144,45 @@ class SpatialTransformerModulator(nn.Module):
 
 
 class ConvGRUModulator(nn.Module):
-    """``convgru`` (legacy HEAD ``ConvGRUModulator``).
+    """``convgru`` (legacy ``ConvGRUModulator``).
 
     ``e = beh_emb(beh)`` (``Linear(behavior_dim -> beh_emb_dim)``; 3-D behaviour ``(B, L, D)`` is
     averaged over L first) is broadcast to ``(B, E, T, H, W)`` and concatenated *after* the features;
-    a 1-layer :class:`~neurotrain.model.recurrent.ConvGRU` (``C + E -> hidden_dim``, from h = 0)
-    runs over T; its state at T index -1 goes through the 1x1 ``output_proj``
-    (``hidden_dim -> hidden_dim``): ``(B, C, T, H, W) -> (B, hidden_dim, 1, H, W)``.
+    a ConvGRU (``C + E -> hidden_dim``) runs over T; its state at the last T index goes through the
+    1x1 ``output_proj`` (``hidden_dim -> hidden_dim``): ``(B, C, T, H, W) -> (B, hidden_dim, 1, H, W)``.
 
-    Keys ``beh_emb.*``, ``gru.cells.0.{update_gate,reset_gate,out_gate}.*``, ``output_proj.*``.
-    The refactor-era options (``use_layer_norm``, ``learnable_h0``, ...) were accepted and ignored by
-    legacy HEAD and are here too.
+    The ConvGRU depends on ``convgru_version``:
+
+    * ``current`` (default; VisionCore fc9080f on): a 1-layer
+      :class:`~neurotrain.model.recurrent.ConvGRU` from h = 0; keys
+      ``gru.cells.0.{update_gate,reset_gate,out_gate}.*``; the options below are accepted and ignored
+      (as legacy did);
+    * ``early`` / ``late`` (VisionCore 229991c ... 90907ab^ / 90907ab ... 2521dd0^): the refactor-era
+      :class:`~neurotrain.model.refactor_rnn.RefactorConvGRU`, keys ``gru.cell.conv_x.*``,
+      ``gru.cell.conv_h.*`` (late: ``gru.h0``, ``gru.cell.layer_norm.*`` by default). The late era
+      reads ``use_layer_norm`` (true), ``learnable_h0`` (true), ``use_depthwise``, ``use_grouped``,
+      ``num_groups``, ``use_residual`` and ``grad_clip_val``; the early era ignores them.
+
+    Other keys: ``beh_emb.*``, ``output_proj.*``.
     """
 
     def __init__(self, feature_dim: int, behavior_dim: int, beh_emb_dim: int = 16,
-                 hidden_dim: int | None = None, kernel_size: int = 3,
-                 path: str = "model.modulator.params"):
+                 hidden_dim: int | None = None, kernel_size: int = 3, convgru_version: str | None = None,
+                 path: str = "model.modulator.params", **late_options):
         super().__init__()
         self.feature_dim = int(feature_dim)
         self.behavior_dim = int(behavior_dim)
         hidden = int(hidden_dim if hidden_dim is not None else feature_dim)
         self.beh_emb = nn.Linear(self.behavior_dim, int(beh_emb_dim))
-        self.gru = ConvGRU(self.feature_dim + int(beh_emb_dim), hidden, kernel_size, 1, path=path)
+        c_in = self.feature_dim + int(beh_emb_dim)
+        self.convgru_version = "current"
+        if convgru_version in (None, "current"):
+            self.gru = ConvGRU(c_in, hidden, kernel_size, 1, path=path)
+        else:
+            version = _gru_version(convgru_version, f"{path}.convgru_version")
+            self.convgru_version = version
+            opts = late_options if version == "late" else {}
+            self.gru = RefactorConvGRU(c_in, hidden, kernel_size, version, path=path, **opts)
         self.output_proj = nn.Conv2d(hidden, hidden, 1)
         self.output_channels = hidden
 
@@ -174,7 +193,9 @@ class ConvGRUModulator(nn.Module):
         e = self.beh_emb(behavior)
         e = e.view(*e.shape, 1, 1, 1).expand(-1, -1, *x.shape[2:])
         h = self.gru(torch.cat([x, e.to(x.dtype)], dim=1))
-        return self.output_proj(h[:, :, -1]).unsqueeze(2)
+        if h.ndim == 5:  # the current ConvGRU returns every T index
+            h = h[:, :, -1]
+        return self.output_proj(h).unsqueeze(2)
 
 
 class PredictiveCodingModulator(nn.Module):
@@ -222,7 +243,7 @@ class PredictiveCodingModulator(nn.Module):
         self.predictor_version = version
         self.beh_emb = nn.Linear(self.behavior_dim, self.beh_emb_dim)
         self.predictor = PredictorConvGRU(self.feature_dim + self.beh_emb_dim, self.hidden_dim,
-                                          int(kernel_size), version)
+                                          kernel_size, version, path=path)
         if self.hidden_dim != self.feature_dim:
             self.output_proj = nn.Conv2d(self.hidden_dim, self.feature_dim, 1)
         else:
@@ -267,7 +288,8 @@ _MODULATOR_KEYS = {
     "concat": (_COMMON + ("encoder_params",), ()),
     "film": (_COMMON + ("encoder_params",), ()),
     "stn": (_COMMON + ("encoder_params",), ()),
-    "convgru": (_COMMON + ("beh_emb_dim", "hidden_dim", "kernel_size"), _CONVGRU_IGNORED),
+    "convgru": (_COMMON + ("beh_emb_dim", "hidden_dim", "kernel_size", "convgru_version") + LATE_OPTIONS,
+                ("fast_phase",)),
     "pc": (_COMMON + ("beh_emb_dim", "hidden_dim", "kernel_size", "concat_error",
                       "predictor_version"), _CONVGRU_IGNORED),
 }

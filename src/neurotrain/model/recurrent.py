@@ -1,9 +1,16 @@
-"""Recurrent stage (``recurrent: none | convgru | gru | lstm``) and the refactor-era ConvGRU used by
-the ``pc`` modulator's predictor.
+"""Recurrent stage (``recurrent: none | convgru | convlstm | gru | lstm``).
 
-* ``convgru`` (:class:`ConvGRU`): ``(B, C_in, T, H, W) -> (B, hidden_dim, T, H, W)``, the top
-  layer's hidden state at every T index, iterating t = 0..T-1 (index 0 = newest lag) from h = 0.
-  Keys ``cells.{l}.{update_gate,reset_gate,out_gate}.{weight,bias}``.
+* ``convgru`` (:class:`ConvGRU`, VisionCore e353351 on): ``(B, C_in, T, H, W) ->
+  (B, hidden_dim, T, H, W)``, the top layer's hidden state at every T index, iterating t = 0..T-1
+  (index 0 = newest lag) from h = 0. Keys ``cells.{l}.{update_gate,reset_gate,out_gate}.{weight,bias}``.
+* ``convgru`` with ``convgru_version: early | late`` (the refactor-era ConvGRU of VisionCore
+  229991c ... 2521dd0^, :class:`~neurotrain.model.refactor_rnn.RefactorConvGRUStage`): the final state
+  only, ``(B, hidden_dim [+ C_in with fast_phase], 1, H, W)``; keys ``cell.conv_x.*``,
+  ``cell.conv_h.weight`` (late: ``h0``, ``cell.layer_norm.*``). Params ``hidden_dim`` (64),
+  ``kernel_size`` (3), ``fast_phase`` (false).
+* ``convlstm`` (refactor era only, :class:`~neurotrain.model.refactor_rnn.RefactorConvLSTMStage`):
+  the final state, ``(B, hidden_dim [+ C_in], 1, H, W)``; keys ``cell.gates.{weight,bias}``; params
+  ``hidden_dim`` (64), ``kernel_size`` (3), ``fast_phase`` (false).
 * ``gru`` / ``lstm`` (:class:`RecurrentWrapper`): ``(B, C, T, H, W)`` is flattened to
   ``(B, T, C*H*W)`` (channel-major, then rows, then columns), run through ``nn.GRU`` / ``nn.LSTM``
   (``batch_first``), and returned as ``(B, hidden_dim, T, 1, 1)``. Keys ``rnn.weight_ih_l0`` etc.
@@ -19,6 +26,12 @@ import torch.nn as nn
 
 from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
+from .refactor_rnn import (CONVGRU_VERSIONS, RefactorConvGRU, RefactorConvGRUStage,
+                           RefactorConvLSTMStage, convgru_version)
+
+# The ``pc`` predictor is the refactor-era ConvGRU (kept under its former names).
+PREDICTOR_VERSIONS = CONVGRU_VERSIONS
+PredictorConvGRU = RefactorConvGRU
 
 
 class ConvGRUCell(nn.Module):
@@ -98,78 +111,6 @@ class ConvGRU(nn.Module):
         return torch.stack(seq, dim=2)
 
 
-# --------------------------------------------------------------------------------------------
-# Refactor-era ConvGRU (the ``pc`` predictor; the ``recurrent``/``convgru``-modulator one of that era
-# had the same layout). Two eras, selected by ``version``:
-#   "early"  (229991c ... 90907ab^): h starts at 0; g = conv_x(x) + conv_h(h); n = tanh(n~)
-#            (the reset gate is computed but unused);
-#   "late"   (90907ab ... 2521dd0^): h starts at the learnable ``h0``; g = conv_x(x) + GN(conv_h(h))
-#            with GroupNorm(min(32, Hd) groups, 3*Hd channels, eps 1e-5); n = tanh(n~ + r*h).
-# --------------------------------------------------------------------------------------------
-
-PREDICTOR_VERSIONS = {"early": "early", "229991c": "early", "late": "late", "90907ab": "late"}
-
-
-class PredictorCell(nn.Module):
-    """``conv_x`` (``C_in -> 3*Hd``, bias), ``conv_h`` (``Hd -> 3*Hd``, no bias, orthogonal init),
-    and in the late era ``layer_norm`` (GroupNorm on the 3*Hd recurrent channels).
-
-    :meth:`forward` takes the precomputed ``conv_x(x_t)`` ``(B, 3*Hd, H, W)`` and h ``(B, Hd, H, W)``.
-    """
-
-    def __init__(self, in_channels: int, hidden: int, kernel_size: int, version: str):
-        super().__init__()
-        pad = kernel_size // 2
-        self.version = version
-        self.conv_x = nn.Conv2d(in_channels, 3 * hidden, kernel_size, padding=pad, bias=True)
-        self.conv_h = nn.Conv2d(hidden, 3 * hidden, kernel_size, padding=pad, bias=False)
-        nn.init.kaiming_uniform_(self.conv_x.weight, a=5 ** 0.5)
-        nn.init.orthogonal_(self.conv_h.weight)
-        if version == "late":
-            self.layer_norm = nn.GroupNorm(min(32, hidden), 3 * hidden, eps=1e-5, affine=True)
-
-    def forward(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        rec = self.conv_h(h)
-        if self.version == "late":
-            rec = self.layer_norm(rec)
-        zt, rt, nt = (x_proj + rec).chunk(3, dim=1)
-        z = torch.sigmoid(zt)
-        if self.version == "late":
-            n = torch.tanh(nt + torch.sigmoid(rt) * h)
-        else:
-            n = torch.tanh(nt)
-        return (1 - z) * h + z * n
-
-
-class PredictorConvGRU(nn.Module):
-    """Refactor-era ConvGRU returning the final hidden state: ``(B, C_in, T, H, W) -> (B, Hd, H, W)``.
-
-    Keys ``cell.conv_x.{weight,bias}``, ``cell.conv_h.weight``; late era also ``h0`` ``[1, Hd, 1, 1]``
-    (zeros) and ``cell.layer_norm.{weight,bias}`` ``[3*Hd]``."""
-
-    def __init__(self, in_channels: int, hidden: int, kernel_size: int = 3, version: str = "late"):
-        super().__init__()
-        if version not in ("early", "late"):
-            raise ValueError(f"version must be 'early' or 'late', got {version!r}")
-        self.hidden = int(hidden)
-        self.version = version
-        self.cell = PredictorCell(int(in_channels), self.hidden, int(kernel_size), version)
-        if version == "late":
-            self.h0 = nn.Parameter(torch.zeros(1, self.hidden, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, hh, ww = x.shape
-        frames = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, hh, ww)
-        proj = self.cell.conv_x(frames).view(b, t, 3 * self.hidden, hh, ww)
-        if self.version == "late":
-            h = self.h0.expand(b, self.hidden, hh, ww)
-        else:
-            h = x.new_zeros(b, self.hidden, hh, ww)
-        for i in range(t):
-            h = self.cell(proj[:, i], h)
-        return h
-
-
 class RecurrentWrapper(nn.Module):
     """``gru`` / ``lstm``: ``(B, C, T, H, W) -> (B, hidden_dim, T, 1, 1)`` (module docstring).
 
@@ -209,7 +150,7 @@ class IdentityRecurrent(nn.Identity):
         self.output_channels = channels
 
 
-RECURRENT_TYPES = ("none", "convgru", "gru", "lstm")
+RECURRENT_TYPES = ("none", "convgru", "convlstm", "gru", "lstm")
 _RNN_KEYS = ("hidden_dim", "num_layers", "bias", "dropout")
 _RNN_REJECT = {
     "bidirectional": "the legacy readout was built for hidden_dim channels, not 2*hidden_dim",
@@ -221,7 +162,9 @@ _RNN_REJECT = {
 def build_recurrent(rtype, params: dict, in_channels: int, path: str = "model.recurrent"):
     """The recurrent stage for ``(B, in_channels, T, H, W)`` input (see the module docstring).
 
-    ``convgru`` params: ``hidden_dim`` (64), ``kernel_size`` (3), ``n_layers`` (1). ``gru``/``lstm``:
+    ``convgru`` params: ``hidden_dim`` (64), ``kernel_size`` (3), ``n_layers`` (1); with
+    ``convgru_version: early | late`` instead ``hidden_dim``, ``kernel_size``, ``fast_phase``.
+    ``convlstm``: ``hidden_dim``, ``kernel_size``, ``fast_phase``. ``gru``/``lstm``:
     ``hidden_dim`` (64), ``num_layers``, ``bias``, ``dropout``; ``kernel_size`` is accepted and
     ignored (legacy's factory consumed it)."""
     t = str(rtype).lower() if rtype is not None else "none"
@@ -230,9 +173,19 @@ def build_recurrent(rtype, params: dict, in_channels: int, path: str = "model.re
         check_keys(params, (), ppath, ("hidden_dim", "kernel_size", "n_layers", "num_layers"),
                    hint="recurrent 'none' takes no params")
         return IdentityRecurrent(in_channels)
+    if t == "convgru" and (params or {}).get("convgru_version") not in (None, "current"):
+        p = check_keys(params, ("hidden_dim", "kernel_size", "fast_phase", "convgru_version"), ppath)
+        version = convgru_version(p.pop("convgru_version"), f"{ppath}.convgru_version")
+        return RefactorConvGRUStage(in_channels, int(p.get("hidden_dim", 64)), p.get("kernel_size", 3),
+                                    version, fast_phase=bool(p.get("fast_phase", False)), path=ppath)
     if t == "convgru":
-        p = check_keys(params, ("hidden_dim", "kernel_size", "n_layers"), ppath)
+        p = check_keys(params, ("hidden_dim", "kernel_size", "n_layers", "convgru_version"), ppath)
+        p.pop("convgru_version", None)
         return ConvGRU(in_channels, path=ppath, **p)
+    if t == "convlstm":
+        p = check_keys(params, ("hidden_dim", "kernel_size", "fast_phase"), ppath)
+        return RefactorConvLSTMStage(in_channels, int(p.get("hidden_dim", 64)), p.get("kernel_size", 3),
+                                     fast_phase=bool(p.get("fast_phase", False)), path=ppath)
     if t in ("gru", "lstm"):
         for key, why in _RNN_REJECT.items():
             if key in (params or {}):

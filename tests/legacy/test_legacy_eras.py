@@ -1,0 +1,181 @@
+"""Legacy checkpoint layouts of the VisionCore refactor era (229991c ... 2521dd0^) that need era-specific
+maths: each test builds a neurotrain model with that era's maths, writes its weights in the legacy
+layout (the legacy key names, the legacy model YAML without neurotrain's era keys) as a Lightning
+``.ckpt``, converts it and requires the same outputs; refusals name the commit range and the key."""
+
+from __future__ import annotations
+
+import collections
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from neurotrain.checkpoint.portable import CheckpointError
+from neurotrain.legacy.convert import load_legacy_checkpoint
+from neurotrain.model import build_model
+from tests.helpers.precision import _highest_precision  # noqa: F401 - autouse fixture
+
+
+def _config(modulator=None, recurrent=None, block=None, **convnet) -> dict:
+    blk = block or {"conv_params": {"type": "standard", "kernel_size": [2, 3, 3], "padding": [0, 1, 1]},
+                    "norm_type": "rms", "act_type": "silu"}
+    return {
+        "model_type": "v1multi",
+        "adapter": {"type": "adapter", "params": {"grid_size": 11, "init_sigma": 0.8, "transform": "scale"}},
+        "frontend": {"type": "none", "params": {}},
+        "convnet": {"type": "resnet", "params": {"channels": [6, 8], "block_configs": [copy.deepcopy(blk),
+                                                                                     copy.deepcopy(blk)],
+                                                **convnet}},
+        "modulator": modulator or {"type": "none", "params": {}},
+        "recurrent": recurrent or {"type": "none", "params": {}},
+        "readout": {"type": "gaussian", "params": {"bias": True, "initial_std": 3.0}},
+        "output_activation": "softplus",
+    }
+
+
+def _model(cfg: dict, rms_identity: bool = False):
+    torch.manual_seed(0)
+    m = build_model(copy.deepcopy(cfg), [4, 6]).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if rms_identity and name.endswith(("norm.gamma", "norm.beta")):
+                continue
+            p.add_(0.2 * torch.randn(p.shape, generator=g))
+    return m
+
+
+def _outputs(model, stim=None, beh=None):
+    g = torch.Generator().manual_seed(2)
+    stim = torch.randn(2, 1, 6, 15, 15, generator=g) if stim is None else stim
+    beh = torch.randn(2, 42, generator=g) if beh is None else beh
+    with torch.no_grad():
+        return [model(stim, i, beh) for i in range(model.n_sessions)]
+
+
+def _same(model, converted, exact=True):
+    for a, b in zip(_outputs(model), _outputs(converted)):
+        assert torch.equal(a, b) if exact else torch.allclose(a, b, atol=1e-6, rtol=0), (a - b).abs().max()
+
+
+def _pre_90907ab(state: dict) -> dict:
+    """Before 90907ab the RMSNorm had no gamma/beta (and before 5e693f2 the ResNet shortcut was
+    ``shortcut.0.weight``)."""
+    return {k.replace(".shortcut.weight", ".shortcut.0.weight"): v for k, v in state.items()
+            if not k.endswith(("norm.gamma", "norm.beta"))}
+
+
+def _ckpt(path: Path, state: dict, **hparams) -> Path:
+    torch.save({"epoch": 2, "global_step": 40, "pytorch-lightning_version": "2.6.0",
+                "state_dict": collections.OrderedDict(("model." + k, v.detach().clone()) for k, v in state.items()),
+                "hyper_parameters": {"model_cfg": "experiments/model_configs/x.yaml", "lr": 1e-3, "max_ds": 2,
+                                     **hparams}}, path)
+    return path
+
+
+def _legacy(cfg: dict, *drop: str) -> dict:
+    """The legacy YAML: neurotrain's era keys removed from the component params."""
+    out = copy.deepcopy(cfg)
+    for comp in ("recurrent", "modulator"):
+        for key in drop:
+            (out[comp].get("params") or {}).pop(key, None)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# refactor-era ConvGRU / ConvLSTM (cell.conv_x / cell.gates)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version,fast_phase", [("early", False), ("early", True), ("late", True)])
+def test_refactor_recurrent_convgru(tmp_path, version, fast_phase):
+    rec = {"type": "convgru", "params": {"hidden_dim": 5, "kernel_size": 3, "fast_phase": fast_phase,
+                                          "convgru_version": version}}
+    cfg = _config(recurrent=rec)
+    m = _model(cfg, rms_identity=version == "early")
+    state = m.state_dict()
+    assert ("recurrent.h0" in state) == (version == "late") and "recurrent.cell.conv_x.weight" in state
+    if version == "early":
+        state = _pre_90907ab(state)
+    legacy = _legacy(cfg, "convgru_version")
+    legacy["recurrent"]["params"]["use_layer_norm"] = True  # read by the modulator only: dropped
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "gru.ckpt", state), model_config=legacy)
+    assert lc.model_config["recurrent"]["params"] == {"hidden_dim": 5, "kernel_size": 3, "fast_phase": fast_phase,
+                                                      "convgru_version": version}
+    assert lc.era == ("229991c..90907ab^" if version == "early" else "5e693f2..2521dd0^")
+    assert any("use_layer_norm dropped" in n for n in lc.notes)
+    _same(m, lc.model)
+
+
+@pytest.mark.parametrize("version,options", [
+    ("early", {}),
+    ("late", {}),
+    ("late", {"use_depthwise": True, "use_layer_norm": False}),
+    ("late", {"use_grouped": True, "num_groups": 2, "learnable_h0": False}),
+    ("late", {"hidden_dim": 12, "use_residual": True}),
+])
+def test_refactor_convgru_modulator(tmp_path, version, options):
+    params = {"behavior_dim": 42, "hidden_dim": 6, "beh_emb_dim": 4, "kernel_size": 3, **options,
+              "convgru_version": version}
+    cfg = _config(modulator={"type": "convgru", "params": params})
+    m = _model(cfg, rms_identity=version == "early")
+    state = m.state_dict()
+    assert "modulator.gru.cell.conv_h.weight" in state or "modulator.gru.cell.conv_h.0.weight" in state
+    if version == "early":
+        state = _pre_90907ab(state)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "mod.ckpt", state), model_config=_legacy(cfg, "convgru_version"))
+    assert lc.model_config["modulator"]["params"]["convgru_version"] == version
+    assert lc.era == ("229991c..90907ab^" if version == "early" else "5e693f2..2521dd0^")
+    _same(m, lc.model)
+
+
+def test_convgru_modulator_without_h0_or_groupnorm_is_dated_by_the_rest(tmp_path):
+    """Late-era options switched off leave the early keys: the config says so, and the other keys
+    (RMSNorm gamma: 90907ab on) date it; undatable, the late cell is assumed with a note."""
+    params = {"behavior_dim": 42, "hidden_dim": 6, "beh_emb_dim": 4, "use_layer_norm": False,
+              "learnable_h0": False, "convgru_version": "late"}
+    cfg = _config(modulator={"type": "convgru", "params": params})
+    m = _model(cfg)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "a.ckpt", m.state_dict()), model_config=_legacy(cfg, "convgru_version"))
+    assert lc.model_config["modulator"]["params"]["convgru_version"] == "late" and lc.era == "5e693f2..2521dd0^"
+    assert not any("is assumed" in n for n in lc.notes)
+    _same(m, lc.model)
+    # no RMSNorm in the convnet and the shortcut of before 5e693f2: nothing dates the file either side of 90907ab
+    cfg = _config(modulator={"type": "convgru", "params": params},
+                  block={"conv_params": {"type": "standard", "kernel_size": [2, 3, 3], "padding": [0, 1, 1]},
+                         "norm_type": "none", "act_type": "silu"})
+    m = _model(cfg)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "b.ckpt", _pre_90907ab(m.state_dict())),
+                                model_config=_legacy(cfg, "convgru_version"))
+    assert lc.model_config["modulator"]["params"]["convgru_version"] == "late" and lc.era == "229991c..5e693f2^"
+    assert any("late cell (n = tanh(n~ + r*h)) is assumed" in n for n in lc.notes)
+    _same(m, lc.model)
+    # the early cell, from a file certainly older than 90907ab (RMSNorm without gamma)
+    params["convgru_version"] = "early"
+    cfg = _config(modulator={"type": "convgru", "params": params})
+    m = _model(cfg, rms_identity=True)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "c.ckpt", _pre_90907ab(m.state_dict())),
+                                model_config=_legacy(cfg, "convgru_version"))
+    assert lc.model_config["modulator"]["params"]["convgru_version"] == "early"
+    _same(m, lc.model)
+
+
+def test_refactor_convlstm(tmp_path):
+    cfg = _config(recurrent={"type": "convlstm", "params": {"hidden_dim": 4, "kernel_size": 3, "fast_phase": True}})
+    m = _model(cfg)
+    assert sorted(k for k in m.state_dict() if k.startswith("recurrent.")) == ["recurrent.cell.gates.bias",
+                                                                              "recurrent.cell.gates.weight"]
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "lstm.ckpt", m.state_dict()), model_config=cfg)
+    assert lc.era == "5e693f2..2521dd0^"
+    _same(m, lc.model)
+
+
+def test_refactor_gru_next_to_a_later_layout_is_refused_by_name(tmp_path):
+    cfg = _config(recurrent={"type": "convgru", "params": {"hidden_dim": 5, "convgru_version": "late"}})
+    state = dict(_model(cfg).state_dict())
+    state["recurrent.cells.0.update_gate.weight"] = torch.zeros(5, 13, 3, 3)
+    with pytest.raises(CheckpointError, match=r"recurrent\.cells\.0\.update_gate\.weight.*recurrent\.cell\.|"
+                                              r"recurrent\.cell\..*recurrent\.cells\.0\.update_gate\.weight"):
+        load_legacy_checkpoint(_ckpt(tmp_path / "mixed.ckpt", state), model_config=_legacy(cfg, "convgru_version"))
