@@ -39,6 +39,7 @@ from neurotrain.data.curriculum import ContrastWeightedSampler
 from neurotrain.data.multisession import SessionSamples, cast_stim
 from neurotrain.data.sampler import SessionBatchSampler
 from neurotrain.errors import CheckpointError, ConfigError
+from neurotrain.io import read_yaml
 from neurotrain.legacy.cli import STORE_ENV
 from neurotrain.legacy.dataset_config import load_legacy_dataset_configs
 from neurotrain.model.multisession import MultiSessionModel
@@ -122,10 +123,17 @@ def _as_legacy_model(net: torch.nn.Module, names: list[str], dataset_configs: li
 
 
 def _registry_configs(sessions: list[dict]) -> list[dict]:
-    """Stand-ins for the merged dataset configs when no dataset YAML is at hand: what the model's session
-    registry knows (name, cids, stimulus lags, sampling rate)."""
+    """The session configs when no parent dataset YAML is at hand: each session's own YAML where the model's
+    session registry names one that exists (``dataset_config``; e.g. a pre-Oct 2025 folder of session YAMLs),
+    else a stand-in with what the registry knows (name, cids, stimulus lags, sampling rate)."""
     out = []
     for s in sessions:
+        own = s.get("dataset_config")
+        if own and Path(own).is_file() and Path(own).suffix in (".yaml", ".yml"):
+            cfg = read_yaml(own, what="session dataset config")
+            cfg.update(session=s["name"], _dataset_name=s["name"], _config_path=str(own))
+            out.append(cfg)
+            continue
         cfg: dict[str, Any] = {"session": s["name"], "_dataset_name": s["name"], "_source": "model session registry"}
         if s.get("neuron_ids") is not None:
             cfg["cids"] = [int(c) for c in s["neuron_ids"]]
@@ -195,7 +203,8 @@ class MultiDatasetModel(torch.nn.Module):
 
         * ``cfg_dir``: the parent dataset YAML of the run (session names, cids and per-session overrides; default:
           the checkpoint's ``hparams['cfg_dir']`` when that file exists, else sessions are numbered ``session_0..``
-          with a warning). For a portable folder it only fills ``cfgs`` (the names must match the folder's);
+          with a warning), or for runs before Oct 2025 their folder of session YAMLs. For a portable folder it
+          only fills ``cfgs`` (a parent YAML; the names must match the folder's);
         * ``model_cfg`` (a model YAML path) or ``model_config_dict``: the architecture, for checkpoints written
           before VisionCore stored ``model_config_dict`` (ignored, with a note, when the checkpoint has one);
         * ``input_shape`` ``(C, L, H, W)``: only for ``gru``/``lstm`` cores whose size the configs do not give;
@@ -220,10 +229,11 @@ class MultiDatasetModel(torch.nn.Module):
                                   "checkpoint (pass overrides such as cfg_dir=... as keyword arguments)")
         path = Path(checkpoint_path).expanduser()
         cfg_dir = Path(kwargs["cfg_dir"]).expanduser() if kwargs.get("cfg_dir") else None
-        if cfg_dir is not None and not cfg_dir.is_file():
-            what = "a folder (pre-Oct 2025 layout); give the parent YAML that lists the sessions" if cfg_dir.is_dir() \
-                else "not found"
-            raise CheckpointError(cfg_dir, "cfg_dir", f"{what}")
+        if cfg_dir is not None and not cfg_dir.exists():
+            raise CheckpointError(cfg_dir, "cfg_dir", "not found")
+        if cfg_dir is not None and cfg_dir.is_dir() and path.is_dir():
+            raise CheckpointError(cfg_dir, "cfg_dir", "a folder of session YAMLs (pre-Oct 2025 layout) only applies to "
+                                  "legacy .ckpt files; for a portable folder give the parent YAML that lists the sessions")
         location = "cpu" if map_location is None else map_location
 
         if path.is_dir():

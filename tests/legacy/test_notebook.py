@@ -99,8 +99,8 @@ def test_a_portable_folder_loads_the_same_twin(tmp_path):
     names = json.loads((folder / "sessions.json").read_text())
     assert model.names == [names[str(i)] for i in range(4)]
     assert model.hparams.max_ds == read_checkpoint(folder / "model.ckpt")["hyper_parameters"]["max_ds"]
-    # no dataset YAML given and the recorded cfg_dir does not exist here: the registry stands in
-    assert model.cfgs[2]["_source"] == "model session registry" and len(model.cfgs[2]["cids"]) == 40
+    # no parent YAML given (the recorded cfg_dir does not exist here): the session YAMLs the registry names
+    assert model.cfgs[2]["_config_path"].endswith("SynthB_2024-02-01.yaml") and len(model.cfgs[2]["cids"]) == 40
     inputs, outputs = load_file(str(folder / "inputs.safetensors")), load_file(str(folder / "outputs.safetensors"))
     with torch.no_grad():
         for i in range(4):
@@ -108,9 +108,30 @@ def test_a_portable_folder_loads_the_same_twin(tmp_path):
             assert torch.equal(got, ref(inputs[f"stim.{i}"], i, inputs[f"behavior.{i}"]))
             assert (got - outputs[f"rhat.{i}"]).abs().max().item() < TOL
     with_yaml = MultiDatasetModel.load_from_checkpoint(out, cfg_dir=parent)
-    assert with_yaml.cfgs[2]["_config_path"].endswith("SynthB_2024-02-01.yaml")
+    assert with_yaml.cfgs[2]["_parent_config_path"] == str(parent.resolve())  # merged with the parent
+    assert with_yaml.cfgs[2]["keys_lags"]["stim"] == list(range(25))
+    # a folder that knows no YAML: stand-ins from its session registry
+    bare = MultiDatasetModel.load_from_checkpoint(convert_legacy_checkpoint(folder / "model.ckpt", tmp_path / "bare"))
+    assert bare.cfgs[3] == {"session": "session_3", "_dataset_name": "session_3", "_source": "model session registry"}
     with pytest.raises(CheckpointError, match="model_cfg: only applies to legacy .ckpt"):
         MultiDatasetModel.load_from_checkpoint(out, model_cfg=str(folder / "model_config.yaml"))
+
+
+def test_a_folder_of_session_yamls_as_cfg_dir(tmp_path):
+    """Runs before Oct 2025 (VisionCore 229991c) passed a folder of session YAMLs as cfg_dir; the names are the
+    file stems, sorted."""
+    folder, _ = _fixture("resnet_none_convgru")
+    cfgs = tmp_path / "datasets"
+    cfgs.mkdir()
+    for f in sorted((folder / "dataset_configs" / "sessions").glob("*.yaml")):
+        (cfgs / f.name).write_text(f.read_text())
+    model = MultiDatasetModel.load_from_checkpoint(folder / "model.ckpt", cfg_dir=cfgs)
+    names = json.loads((folder / "sessions.json").read_text())
+    assert model.names == [names[str(i)] for i in range(4)]
+    assert model.cfgs[1]["_config_path"] == str(cfgs / f"{names['1']}.yaml") and len(model.cfgs[1]["cids"]) == 24
+    with pytest.raises(CheckpointError, match="only applies to legacy .ckpt"):
+        MultiDatasetModel.load_from_checkpoint(convert_legacy_checkpoint(folder / "model.ckpt", tmp_path / "t"),
+                                               cfg_dir=cfgs)
 
 
 def test_without_dataset_configs_sessions_are_numbered_with_a_warning():
@@ -130,8 +151,8 @@ def test_bad_arguments_are_refused_by_name(tmp_path):
         MultiDatasetModel.load_from_checkpoint(ckpt, hparams_file="hparams.yaml")
     with pytest.raises(CheckpointError, match="max_ds: 2 is fewer than the checkpoint's 4 readouts"):
         MultiDatasetModel.load_from_checkpoint(ckpt, cfg_dir=parent, max_ds=2)
-    with pytest.raises(CheckpointError, match="cfg_dir: a folder"):
-        MultiDatasetModel.load_from_checkpoint(ckpt, cfg_dir=folder / "dataset_configs")
+    with pytest.raises(CheckpointError, match="cfg_dir: not found"):
+        MultiDatasetModel.load_from_checkpoint(ckpt, cfg_dir=tmp_path / "nowhere.yaml")
     with pytest.raises(CheckpointError, match="not found"):
         MultiDatasetModel.load_from_checkpoint(tmp_path / "missing.ckpt")
     model = MultiDatasetModel.load_from_checkpoint(ckpt, cfg_dir=parent, lr=0.5, freeze_vision=True)
