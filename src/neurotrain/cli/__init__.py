@@ -5,6 +5,7 @@
     neurotrain validate RECIPE.yaml|MODEL.yaml
     neurotrain ingest npz|cowley-v4|allen-v1 ...
     neurotrain convert LEGACY.ckpt OUT/
+    neurotrain export-legacy MODEL OUT.ckpt
     neurotrain predict MODEL --inputs IN.safetensors --out OUT.safetensors
     neurotrain evaluate CHECKPOINT --data RECIPE.yaml
     neurotrain noise-ceiling RESPONSES.npy --out DIR
@@ -19,7 +20,7 @@ import argparse
 import sys
 import warnings
 
-from neurotrain.cli import convert, evaluate, ingest, predict, train, validate
+from neurotrain.cli import convert, evaluate, export, ingest, predict, train, validate
 from neurotrain.errors import ConfigError, NeurotrainError
 from neurotrain.legacy.cli import WantsHelp, is_legacy
 
@@ -27,7 +28,7 @@ from neurotrain.legacy.cli import WantsHelp, is_legacy
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description="Train multi-session digital twins of visual cortex.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (train, validate, ingest, convert, predict, evaluate):
+    for command in (train, validate, ingest, convert, export, predict, evaluate):
         command.add(sub)
     return parser
 
