@@ -179,3 +179,87 @@ def test_refactor_gru_next_to_a_later_layout_is_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError, match=r"recurrent\.cells\.0\.update_gate\.weight.*recurrent\.cell\.|"
                                               r"recurrent\.cell\..*recurrent\.cells\.0\.update_gate\.weight"):
         load_legacy_checkpoint(_ckpt(tmp_path / "mixed.ckpt", state), model_config=_legacy(cfg, "convgru_version"))
+
+
+# ------------------------------------------------------------------------------------------------
+# SafeGRN ('grn' before 2521dd0) and the ResNet shortcut with a bias / norm (before 5e693f2)
+# ------------------------------------------------------------------------------------------------
+
+
+def _grn_block(version: str | None = "safe") -> dict:
+    return {"conv_params": {"type": "standard", "kernel_size": [2, 3, 3], "padding": [0, 1, 1]},
+            "norm_type": "grn", "norm_params": {"grn_version": version} if version else {}, "act_type": "silu"}
+
+
+def _strip_grn_version(cfg: dict) -> dict:
+    out = copy.deepcopy(cfg)
+    for b in out["convnet"]["params"]["block_configs"]:
+        (b.get("norm_params") or {}).pop("grn_version", None)
+    (out["convnet"]["params"].get("resnet_shortcut_norm_params") or {}).pop("grn_version", None)
+    return out
+
+
+def _old_shortcut(state: dict) -> dict:
+    """neurotrain ``shortcut.{weight,bias}`` / ``shortcut_norm.*`` -> the Sequential of before 5e693f2."""
+    out = {}
+    for k, v in state.items():
+        k = k.replace(".shortcut.weight", ".shortcut.0.weight").replace(".shortcut.bias", ".shortcut.0.bias")
+        out[k.replace(".shortcut_norm.", ".shortcut.1.")] = v
+    return out
+
+
+def test_safe_grn(tmp_path):
+    cfg = _config(block=_grn_block())
+    m = _model(cfg)
+    state = m.state_dict()
+    assert tuple(state["convnet.layers.0.main_block.components.norm.offset"].shape) == (1,)
+    assert tuple(state["convnet.layers.0.main_block.components.norm.gamma"].shape) == (6,)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "grn.ckpt", _old_shortcut(state)), model_config=_strip_grn_version(cfg))
+    assert lc.era == "229991c..5e693f2^"
+    assert all(b["norm_params"] == {"grn_version": "safe"} for b in lc.model_config["convnet"]["params"]["block_configs"])
+    assert any("2 'grn' norm(s) are VisionCore's SafeGRN" in n for n in lc.notes)
+    _same(m, lc.model)
+    # today's GRN (gamma [1, C, 1, 1, 1], no offset) keeps the current maths
+    cur = _config(block=_grn_block(None))
+    m = _model(cur)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "cur.ckpt", m.state_dict(), model_config_dict=cur))
+    assert not any("SafeGRN" in n for n in lc.notes)
+    _same(m, lc.model)
+
+
+@pytest.mark.parametrize("norm,kernel", [("rms", 1), ("grn", 3), ("batch", 1), (None, 3)])
+def test_resnet_shortcut_with_bias_and_norm(tmp_path, norm, kernel):
+    opts = {"resnet_shortcut_params": {"kernel_size": kernel, "bias": True}, "shortcut_crop": "both"}
+    if norm:
+        opts["resnet_shortcut_norm_type"] = norm
+        if norm == "grn":
+            opts["resnet_shortcut_norm_params"] = {"grn_version": "safe"}
+    cfg = _config(block=_grn_block() if norm == "grn" else None, **opts)
+    m = _model(cfg, rms_identity=norm == "rms")
+    if norm == "batch":  # running statistics that are not the identity
+        for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm3d)):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    state = m.state_dict()
+    assert "convnet.layers.0.shortcut.bias" in state
+    assert (f"convnet.layers.0.shortcut_norm.{'running_mean' if norm == 'batch' else 'beta'}" in state) == bool(norm)
+    state = _old_shortcut(state if norm != "rms" else _pre_90907ab(state))
+    legacy = _strip_grn_version(cfg)
+    del legacy["convnet"]["params"]["shortcut_crop"]
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "sc.ckpt", state), model_config=legacy)
+    # RMSNorm blocks date the file: without gamma before 90907ab, with it from 90907ab on
+    assert lc.era == {"rms": "229991c..90907ab^", "grn": "229991c..5e693f2^"}.get(norm, "90907ab..5e693f2^")
+    assert lc.model_config["convnet"]["params"]["resnet_shortcut_params"] == {"kernel_size": kernel, "bias": True}
+    _same(m, lc.model)
+
+
+def test_shortcut_options_of_a_newer_checkpoint_are_dropped(tmp_path):
+    """VisionCore read the resnet_shortcut_* keys only before 5e693f2; a newer file's YAML may still carry them."""
+    cfg = _config()
+    m = _model(cfg)
+    legacy = copy.deepcopy(cfg)
+    legacy["convnet"]["params"].update({"resnet_shortcut_params": {"bias": True}, "resnet_shortcut_norm_type": "rms"})
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "new.ckpt", m.state_dict(), model_config_dict=legacy))
+    assert "resnet_shortcut_params" not in lc.model_config["convnet"]["params"]
+    assert any("resnet_shortcut_params, resnet_shortcut_norm_type dropped" in n for n in lc.notes)
+    _same(m, lc.model)

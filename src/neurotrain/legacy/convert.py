@@ -366,6 +366,9 @@ def _era_markers(path: Path, sd: dict, hp: dict, compiled: bool, has_cfg_dict: b
     k = first(lambda k: re.search(r"\.shortcut\.0\.weight$", k))
     if k:
         r.add(f"state_dict.model.{k}", hi="5e693f2")
+    k = first(lambda k: re.search(r"\.shortcut\.1\.", k))
+    if k:
+        r.add(f"state_dict.model.{k}", hi="5e693f2")
     k = first(lambda k: re.search(r"\.shortcut\.weight$", k))
     if k:
         r.add(f"state_dict.model.{k}", lo="5e693f2")
@@ -437,17 +440,6 @@ class _Mapper:
 
     def err(self, key: str, msg: str) -> CheckpointError:
         return CheckpointError(self.path, key, msg)
-
-    # -- refusals ------------------------------------------------------------------------------
-    def refuse_unmappable(self) -> None:
-        for key in self.sd:
-            if key.endswith(".norm.offset"):
-                raise self.err(f"state_dict.model.{key}", "the 'grn' norm of VisionCore before 2521dd0 (SafeGRN: "
-                               "RMS with a learnable offset) differs from the current GlobalResponseNorm and has no "
-                               "neurotrain equivalent; this checkpoint cannot be converted")
-            if re.search(r"\.shortcut\.0\.bias$", key) or re.search(r"\.shortcut\.1\.", key):
-                raise self.err(f"state_dict.model.{key}", "ResNet projection shortcut with a bias or norm (a "
-                               "VisionCore layout before 5e693f2); neurotrain's shortcut is a bias-free 1x1x1 conv")
 
     # -- config sites --------------------------------------------------------------------------
     def conv_sites(self):
@@ -696,11 +688,23 @@ class _Mapper:
         self.date_rms_norms()
         self.map_soft_pools()
         sd = self.sd
-        for key in list(sd):
-            m = re.match(r"(.*\.shortcut)\.0\.weight$", key)
+        for key in list(sd):  # the Sequential(conv, norm) shortcut of before 5e693f2
+            m = re.match(r"(.*\.shortcut)\.0\.(weight|bias)$", key)
             if m:
-                sd[f"{m.group(1)}.weight"] = sd.pop(key)
+                sd[f"{m.group(1)}.{m.group(2)}"] = sd.pop(key)
+            m = re.match(r"(.*\.shortcut)\.1\.(.+)$", key)
+            if m:
+                sd[f"{m.group(1)}_norm.{m.group(2)}"] = sd.pop(key)
         cn = self.cfg.get("convnet") or {}
+        cparams = cn.get("params") if isinstance(cn.get("params"), dict) else {}
+        from neurotrain.model.convnet import SHORTCUT_KEYS
+
+        set_keys = [k for k in SHORTCUT_KEYS if k in cparams]
+        if set_keys and self.era.since("5e693f2"):
+            for k in set_keys:
+                cparams.pop(k)
+            self.notes.append(f"model.convnet.params {', '.join(set_keys)} dropped: VisionCore read them only before "
+                              "5e693f2 and this checkpoint is newer")
         if str(cn.get("type", "")).lower() == "resnet" and not self.era.since("2521dd0"):
             params = cn.get("params")
             if params is None:
@@ -710,6 +714,7 @@ class _Mapper:
                 self.notes.append("model.convnet.params.shortcut_crop: both (the ResNet crop rule of VisionCore "
                                   "before 2521dd0; identical to the current rule whenever that one applies)")
         self.map_refactor_grus()
+        self.map_safe_grn()
         mod = self.cfg.get("modulator") or {}
         if str(mod.get("type", "")).lower() == "pc":
             params = mod.get("params")
@@ -721,6 +726,35 @@ class _Mapper:
                                   f"replaced by {version!r} (the checkpoint's predictor "
                                   f"{'has' if version == 'late' else 'has no'} h0)")
             params["predictor_version"] = version
+
+    def map_safe_grn(self) -> None:
+        """The ``grn`` norm before 2521dd0 was SafeGRN (keys ``offset`` [1], ``gamma``/``beta`` [C]):
+        every ``grn`` norm of the config gets ``grn_version: safe`` when the file has such keys."""
+        offs = [k for k in self.sd if k.endswith(".offset") and k[: -len("offset")] + "gamma" in self.sd]
+        if not offs:
+            return
+        self.era.add(f"state_dict.model.{offs[0]}", hi="2521dd0")
+        n = 0
+
+        def visit(node):
+            nonlocal n
+            if isinstance(node, dict):
+                for type_key, params_key in (("norm_type", "norm_params"),
+                                             ("resnet_shortcut_norm_type", "resnet_shortcut_norm_params")):
+                    if str(node.get(type_key, "")).lower() == "grn":
+                        if not isinstance(node.get(params_key), dict):
+                            node[params_key] = {}
+                        node[params_key]["grn_version"] = "safe"
+                        n += 1
+                for v in node.values():
+                    visit(v)
+            elif isinstance(node, list):
+                for v in node:
+                    visit(v)
+
+        visit(self.cfg)
+        self.notes.append(f"{n} 'grn' norm(s) are VisionCore's SafeGRN of before 2521dd0 (an RMS over T, H, W with "
+                          "a learnable offset): norm_params.grn_version: safe")
 
     def map_refactor_grus(self) -> None:
         """The refactor-era ConvGRU of ``recurrent: convgru`` and of the ``convgru`` modulator
@@ -978,7 +1012,6 @@ def load_legacy_checkpoint(path: str | Path, model_config: str | Path | dict | N
     era = _era_markers(path, sd, hp, compiled, has_cfg_dict)
     _check_component_types(path if has_cfg_dict else cfg_source, cfg, era)
     mapper = _Mapper(path, sd, cfg, era, has_cfg_dict)
-    mapper.refuse_unmappable()
     mapper.map_misc()
     mapper.map_frontend()
     mapper.map_blocks()

@@ -4,7 +4,10 @@ Config (the YAML ``convnet.params`` plus ``initial_channels``): ``channels`` (pe
 growth, required), ``block_configs`` (ConvBlock mappings, same length, required), optional
 ``stem_config`` (a ConvBlock mapping plus required ``out_channels``), ``final_activation`` (default
 none), ``resnet_post_add_activation`` (default none), ``shortcut_crop`` (ResNet: ``shortcut`` or
-``both``, see :class:`ResBlock`; neurotrain's addition). ``checkpointing``, ``dim`` and
+``both``, see :class:`ResBlock`; neurotrain's addition), and the ResNet projection-shortcut options
+of VisionCore before 5e693f2 (see :class:`ResBlock`): ``resnet_shortcut_projection`` (true),
+``resnet_shortcut_params`` (``{kernel_size: 1, bias: false}``), ``resnet_shortcut_norm_type`` (none)
+and ``resnet_shortcut_norm_params``. ``checkpointing``, ``dim`` and
 ``base_channels`` are accepted and ignored (legacy read none of them for the maths); any other key
 is a :class:`ModelConfigError`. In ResNet and DenseNet block configs ``out_channels`` and
 ``channel_multiplier`` are ignored (legacy dropped them); the vanilla stack accepts neither.
@@ -23,10 +26,13 @@ from .activations import get_activation_layer, output_channels_of
 from .blocks import ConvBlock
 from .conv import check_keys
 from .errors import ModelConfigError
+from .norms import get_norm_layer
 from .pooling import legacy_pool_stride, pool_type_of
 
+SHORTCUT_KEYS = ("resnet_shortcut_projection", "resnet_shortcut_params", "resnet_shortcut_norm_type",
+                 "resnet_shortcut_norm_params")
 CONVNET_KEYS = ("channels", "block_configs", "stem_config", "final_activation",
-                "resnet_post_add_activation", "shortcut_crop")
+                "resnet_post_add_activation", "shortcut_crop") + SHORTCUT_KEYS
 SHORTCUT_CROPS = ("shortcut", "both")
 CONVNET_IGNORED = ("checkpointing", "dim", "base_channels")
 
@@ -77,6 +83,13 @@ class ResBlock(nn.Module):
     of ``conv_params.stride`` and ``pool_params.stride``), present when channels change or that
     stride > 1 (else Identity).
 
+    ``shortcut_options`` (the ``resnet_shortcut_*`` convnet params, read by VisionCore before 5e693f2):
+    ``resnet_shortcut_projection: false`` keeps the Identity (legal only when the channels do not
+    change); ``resnet_shortcut_params`` ``{kernel_size, bias}`` make the projection a k x k x k conv
+    (no padding) with a bias (key ``shortcut.bias``); ``resnet_shortcut_norm_type`` /
+    ``resnet_shortcut_norm_params`` add a norm after it (``shortcut_norm.*``; legacy
+    ``shortcut.1.*``).
+
     ``shortcut_crop`` (the convnet param; an addition of neurotrain's, for checkpoints of two eras):
 
     * ``shortcut`` (default; the legacy rule since Oct 20, 2025): the shortcut output is cropped to
@@ -91,7 +104,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_channels: int, block_cfg: dict, out_channels: int,
                  post_add_activation: str | None = None, path: str = "block",
-                 shortcut_crop: str = "shortcut"):
+                 shortcut_crop: str = "shortcut", shortcut_options: dict | None = None):
         super().__init__()
         self.path = path
         self.shortcut_crop = shortcut_crop
@@ -105,12 +118,29 @@ class ResBlock(nn.Module):
         pool_stride = legacy_pool_stride(pool_params, f"{path}.pool_params")
         stride = legacy_shortcut_stride(conv_stride, pool_stride, path)
         self.conv_stride, self.pool_stride = conv_stride, pool_stride
+        root = path.split(".block_configs")[0]
+        opts = shortcut_options or {}
+        sc = check_keys(opts.get("resnet_shortcut_params"), ("kernel_size", "bias"),
+                        f"{root}.resnet_shortcut_params")
+        self.shortcut_norm = None
         if in_channels != c_out or any(s > 1 for s in stride):
-            self.shortcut = nn.Conv3d(in_channels, c_out, 1, stride=stride, bias=False)
+            if opts.get("resnet_shortcut_projection", True) is False:
+                if in_channels != c_out:
+                    raise ModelConfigError(f"{root}.resnet_shortcut_projection", f"false, but {path} changes the "
+                                           f"channels ({in_channels} -> {c_out}): an identity shortcut cannot be "
+                                           "added to the main path (legacy failed at the first forward)")
+                self.shortcut = nn.Identity()
+            else:
+                self.shortcut = nn.Conv3d(in_channels, c_out, sc.get("kernel_size", 1), stride=stride,
+                                          bias=bool(sc.get("bias", False)))
+                norm_type = opts.get("resnet_shortcut_norm_type")
+                if norm_type is not None and str(norm_type).lower() != "none":
+                    self.shortcut_norm = get_norm_layer(norm_type, c_out, 3, opts.get("resnet_shortcut_norm_params"),
+                                                        path=f"{root}.resnet_shortcut_norm_type",
+                                                        params_path=f"{root}.resnet_shortcut_norm_params")
         else:
             self.shortcut = nn.Identity()
         self.shortcut_stride = stride
-        root = path.split(".block_configs")[0]
         self.post_add_activation = get_activation_layer(
             post_add_activation or "none", path=f"{root}.resnet_post_add_activation")
         self._output_channels = output_channels_of(self.post_add_activation, c_out)
@@ -152,6 +182,8 @@ class ResBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.main_block(x)
         s = self.shortcut(x)
+        if self.shortcut_norm is not None:
+            s = self.shortcut_norm(s)
         if s.shape[2:] != y.shape[2:]:
             if self.shortcut_crop == "both":
                 common = tuple(y.shape[:2]) + tuple(min(a, b) for a, b in zip(s.shape[2:], y.shape[2:]))
@@ -193,6 +225,7 @@ class _ConvNetBase(nn.Module):
             stem = ConvBlock.from_config(c, stem_out, stem_cfg, f"{path}.stem_config")
             c = stem.output_channels
         self._post_add = p.get("resnet_post_add_activation")
+        self._shortcut_options = {k: p[k] for k in SHORTCUT_KEYS if k in p}
         self._shortcut_crop = p.get("shortcut_crop", "shortcut")
         if self._shortcut_crop not in SHORTCUT_CROPS:
             raise ModelConfigError(f"{path}.shortcut_crop", f"expected one of {list(SHORTCUT_CROPS)}, "
@@ -226,7 +259,8 @@ class ResNet(_ConvNetBase):
     ``stem.components.*``. Input ``(B, C0, T, H, W)``; output ``(B, output_channels, T', H', W')``."""
 
     def _make_layer(self, c_in, ch, cfg, path):
-        blk = ResBlock(c_in, cfg, ch, self._post_add, path=path, shortcut_crop=self._shortcut_crop)
+        blk = ResBlock(c_in, cfg, ch, self._post_add, path=path, shortcut_crop=self._shortcut_crop,
+                       shortcut_options=self._shortcut_options)
         return blk, blk.output_channels
 
     def _run_layers(self, x):

@@ -65,6 +65,30 @@ class GlobalResponseNorm(nn.Module):
         return self.gamma * (x * n) + self.beta + x
 
 
+class SafeGRN(nn.Module):
+    """The ``grn`` norm of VisionCore before 2521dd0 (``SafeGRN``; ``norm_params.grn_version: safe``).
+
+    Per sample and channel, ``rms = sqrt(mean_{T,H,W}(x^2) + 1e-6)`` over every axis after the channel;
+    ``out = gamma * x / (rms + clamp(offset, 0.1, 1.0)) + beta``, in the input dtype.
+
+    Keys: ``offset`` ``[1]`` (learnable, init 0.5), ``gamma`` ``[C]`` (ones), ``beta`` ``[C]``
+    (zeros). Legacy passed no ``eps`` (``norm_params.eps`` is ignored); same shape in and out.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__()
+        self.eps = 1e-6
+        self.offset = nn.Parameter(torch.full((1,), 0.5))
+        self.gamma = nn.Parameter(torch.ones(num_features))
+        self.beta = nn.Parameter(torch.zeros(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(2, x.ndim))
+        rms = torch.sqrt(x.pow(2).mean(dim=dims, keepdim=True) + self.eps)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return self.gamma.view(shape) * (x / (rms + self.offset.clamp(min=0.1, max=1.0))) + self.beta.view(shape)
+
+
 class ParameterFreeLayerNorm(nn.Module):
     """``(x - m) * rsqrt(v + eps)`` over ``target_dim`` (default channels), in fp32, no parameters.
 
@@ -89,7 +113,7 @@ NORM_TYPES = ("rms", "grn", "layer", "batch", "instance", "group", "none")
 # norm_params each type uses, and the keys legacy reads for every type but this one ignores.
 _NORM_KEYS = {
     "rms": (("eps", "affine", "target_dim"), ()),
-    "grn": (("eps",), ("affine", "target_dim")),
+    "grn": (("eps", "grn_version"), ("affine", "target_dim")),
     "layer": (("eps", "target_dim"), ("affine",)),
     "batch": (("eps", "affine"), ("target_dim",)),
     "instance": (("eps", "affine"), ("target_dim",)),
@@ -104,7 +128,8 @@ def get_norm_layer(norm_type: str | None, num_features: int, dim: int = 3,
 
     Every layer maps ``(B, C, T, H, W)`` to the same shape. ``norm_params``: ``eps`` (1e-5) for all;
     ``affine`` (True; False for ``instance``) for rms/batch/instance/group; ``target_dim`` (1) for
-    rms/layer; ``num_groups`` (1) for group. Keys legacy reads but a type does not use are accepted
+    rms/layer; ``num_groups`` (1) for group; ``grn_version`` for grn: ``current`` (default,
+    :class:`GlobalResponseNorm`, VisionCore 2521dd0 on) or ``safe`` (:class:`SafeGRN`, before). Keys legacy reads but a type does not use are accepted
     and ignored; others raise :class:`ModelConfigError`. With ``none`` all norm_params are ignored.
     ``batch``/``instance`` are always the 3-D variants here (legacy picked the 2-D ones for blocks
     with a temporal kernel of 1, which then failed on 5-D input).
@@ -122,6 +147,11 @@ def get_norm_layer(norm_type: str | None, num_features: int, dim: int = 3,
     if t == "rms":
         return RMSNorm(num_features, eps=eps, affine=p.get("affine", True), target_dim=target_dim)
     if t == "grn":
+        version = str(p.get("grn_version", "current")).lower()
+        if version not in ("current", "safe"):
+            raise unknown_type(f"{ppath}.grn_version", p.get("grn_version"), ("current", "safe"))
+        if version == "safe":
+            return SafeGRN(num_features)
         return GlobalResponseNorm(num_features, eps=eps)
     if t == "layer":
         return ParameterFreeLayerNorm(eps=eps, target_dim=target_dim)

@@ -1,0 +1,79 @@
+"""Components of the VisionCore refactor era (229991c ... 2521dd0^) against hand-written references:
+SafeGRN (``grn_version: safe``) and the ResNet projection-shortcut options of before 5e693f2."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from neurotrain.model import ModelConfigError
+from neurotrain.model.convnet import ResNet
+from neurotrain.model.norms import SafeGRN, get_norm_layer
+
+
+def test_safe_grn_formula_keys_and_offset_clamp():
+    norm = get_norm_layer("grn", 3, norm_params={"grn_version": "safe", "eps": 0.5})
+    assert isinstance(norm, SafeGRN)
+    assert {k: tuple(v.shape) for k, v in norm.state_dict().items()} == {"offset": (1,), "gamma": (3,), "beta": (3,)}
+    assert norm.offset.item() == 0.5 and torch.equal(norm.gamma, torch.ones(3))
+    x = torch.randn(2, 3, 4, 5, 6)
+    with torch.no_grad():
+        norm.gamma.copy_(torch.tensor([1.5, -0.5, 2.0]))
+        norm.beta.copy_(torch.tensor([0.1, 0.2, -0.3]))
+        for offset, used in ((0.3, 0.3), (0.01, 0.1), (4.0, 1.0)):  # clamped to [0.1, 1]
+            norm.offset.fill_(offset)
+            out = norm(x)
+            for b in range(2):
+                for c in range(3):
+                    rms = (x[b, c].pow(2).mean() + 1e-6).sqrt()  # eps 1e-6 whatever norm_params say
+                    want = norm.gamma[c] * x[b, c] / (rms + used) + norm.beta[c]
+                    assert torch.allclose(out[b, c], want, atol=1e-6)
+    # the default 'grn' is the current GlobalResponseNorm
+    assert not isinstance(get_norm_layer("grn", 3), SafeGRN)
+    with pytest.raises(ModelConfigError, match="grn_version"):
+        get_norm_layer("grn", 3, norm_params={"grn_version": "old"})
+
+
+def _resnet(**params):
+    block = {"conv_params": {"type": "standard", "kernel_size": [1, 3, 3], "padding": [0, 1, 1], "stride": 2},
+             "norm_type": "none", "act_type": "none"}
+    return ResNet(initial_channels=2, channels=[3], block_configs=[block], shortcut_crop="both", **params)
+
+
+def test_shortcut_kernel_bias_and_norm():
+    net = _resnet(resnet_shortcut_params={"kernel_size": 3, "bias": True}, resnet_shortcut_norm_type="grn",
+                  resnet_shortcut_norm_params={"grn_version": "safe"})
+    blk = net.layers[0]
+    assert tuple(blk.shortcut.weight.shape) == (3, 2, 3, 3, 3) and blk.shortcut.stride == (2, 2, 2)
+    assert isinstance(blk.shortcut_norm, SafeGRN)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    x = torch.randn(1, 2, 5, 9, 9)
+    main = blk.main_block(x)  # (1, 3, 3, 5, 5)
+    s = F.conv3d(x, blk.shortcut.weight, blk.shortcut.bias, stride=2)  # valid: (1, 3, 2, 4, 4)
+    rms = (s.pow(2).mean(dim=(2, 3, 4), keepdim=True) + 1e-6).sqrt()
+    s = blk.shortcut_norm.gamma.view(1, -1, 1, 1, 1) * s / (rms + blk.shortcut_norm.offset.clamp(0.1, 1.0)) \
+        + blk.shortcut_norm.beta.view(1, -1, 1, 1, 1)
+    # both paths cropped to the common size: last T entries, centre H/W
+    want = main[:, :, -2:, :4, :4] + s
+    with torch.no_grad():
+        assert torch.allclose(net(x), want, atol=1e-5)
+
+
+def test_shortcut_projection_off():
+    net = ResNet(initial_channels=3, channels=[3], shortcut_crop="both", resnet_shortcut_projection=False,
+                 block_configs=[{"conv_params": {"type": "standard", "kernel_size": [1, 3, 3], "stride": 2},
+                                 "norm_type": "none", "act_type": "none"}])
+    blk = net.layers[0]
+    assert isinstance(blk.shortcut, torch.nn.Identity) and not any(k.startswith("layers.0.shortcut") for k in net.state_dict())
+    x = torch.randn(1, 3, 2, 7, 7)
+    with torch.no_grad():
+        main = blk.main_block(x)  # (1, 3, 1, 3, 3)
+        assert torch.allclose(net(x), main + x[:, :, -1:, 2:5, 2:5], atol=1e-6)
+    with pytest.raises(ModelConfigError, match=r"resnet_shortcut_projection.*changes the channels \(2 -> 3\)"):
+        _resnet(resnet_shortcut_projection=False)
+    with pytest.raises(ModelConfigError, match=r"resnet_shortcut_params\.padding"):
+        _resnet(resnet_shortcut_params={"padding": 1})
