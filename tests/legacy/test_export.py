@@ -301,12 +301,22 @@ def _crop_both_needed(cfg):  # padding 3 > (3 - 1) // 2: the main path outgrows 
     cfg["convnet"]["params"]["shortcut_crop"] = "both"
 
 
+def _safe_grn(cfg):
+    cfg["convnet"]["params"]["block_configs"][1]["norm_params"] = {"grn_version": "safe"}
+
+
+def _shortcut_bias(cfg):
+    cfg["convnet"]["params"]["resnet_shortcut_params"] = {"kernel_size": 1, "bias": True}
+
+
 REFUSED = [(_gru, "model.recurrent.type", "silently drops"), (_pc, "model.modulator.type", "2521dd0"),
            (_convlstm, "model.recurrent.type", "2521dd0"),
            (_old_convgru, "model.recurrent.params.convgru_version", "refactor-era ConvGRU"),
            (_v1, "model.model_type", "ModularV1Model"),
            (_softpool_exp_x, "model.convnet.params.block_configs[1].pool_params.temperature", "exp(x / 10)"),
-           (_crop_both_needed, "model.convnet.params.shortcut_crop", "crop rule")]
+           (_crop_both_needed, "model.convnet.params.shortcut_crop", "crop rule"),
+           (_safe_grn, "model.convnet.params.block_configs[1].norm_params.grn_version", "SafeGRN"),
+           (_shortcut_bias, "model.convnet.params.resnet_shortcut_params", "bias-free 1x1x1")]
 
 
 @pytest.mark.parametrize("mutate,key,why", REFUSED, ids=[r[1] + ":" + r[0].__name__ for r in REFUSED])
@@ -333,14 +343,18 @@ def test_neutral_neurotrain_options_are_dropped(tmp_path, capsys):
     b = cfg["convnet"]["params"]["block_configs"][1]
     b.update(act_type="relu", pool_params={"type": "aablur", "stride": 1, "r": 2, "temperature": 10})
     cfg["recurrent"] = {"type": "convgru", "params": {"hidden_dim": 5, "convgru_version": "current"}}
+    cfg["convnet"]["params"].update(resnet_shortcut_projection=True, resnet_shortcut_norm_type="none")
+    b["norm_params"] = {"grn_version": "current"}
     sessions = _sessions()
     folder, model = _portable(tmp_path, cfg, sessions)
     out = tmp_path / "twin.ckpt"
     assert main(["export-legacy", str(folder), str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("note: ") == 3 and "shortcut_crop: both dropped" in printed
+    assert printed.count("note: ") == 6 and "shortcut_crop: both dropped" in printed
     vc = read_checkpoint(out)["hyper_parameters"]["model_config_dict"]
-    assert "shortcut_crop" not in vc["convnet"]["params"] and "convgru_version" not in vc["recurrent"]["params"]
+    assert not {"shortcut_crop", "resnet_shortcut_projection", "resnet_shortcut_norm_type"} & set(vc["convnet"]["params"])
+    assert "convgru_version" not in vc["recurrent"]["params"]
+    assert vc["convnet"]["params"]["block_configs"][1]["norm_params"] == {}
     assert vc["convnet"]["params"]["block_configs"][1]["pool_params"] == {"type": "aablur", "stride": 1, "r": 2}
     back, _ = from_pretrained(out)
     inputs = _inputs(2)

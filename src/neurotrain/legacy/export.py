@@ -60,7 +60,7 @@ What cannot be exported (:class:`CheckpointError` naming the config key; nothing
   ``MultiDatasetModel`` eval path cannot run it) and a modulator-only ``v1multi_history`` model (VisionCore
   sized its core for ``initial_input_channels`` and failed at the first forward);
 * the refactor-era layouts neurotrain reads from old checkpoints: ``...params.convgru_version: early | late``
-  (``current`` is dropped), ResNet ``resnet_shortcut_*`` options that build something else than HEAD's
+  and ``...norm_params.grn_version: safe`` (``current`` is dropped), ResNet ``resnet_shortcut_*`` options that build something else than HEAD's
   bias-free 1x1x1 projection (neutral values are dropped), and, as a last check, state_dict names HEAD never
   builds (``cell.conv_x``, ``norm.offset``, ``shortcut.bias``, ...);
 * neurotrain's own options: ``...pool_params.temperature`` other than 10 (VisionCore's SoftPool is fixed at
@@ -262,6 +262,13 @@ def visioncore_config(model_config: dict, model, sessions: list, source, input_s
     for path, value, parent in list(_walk(cfg, "model", ("norm_type", "resnet_shortcut_norm_type"))):
         if value is not None and str(value).lower() not in HEAD_NORMS:
             raise refuse(path, f"{value!r} is not a norm of VisionCore HEAD ({', '.join(HEAD_NORMS)})")
+    for path, npar, _ in list(_walk(cfg, "model", ("norm_params", "resnet_shortcut_norm_params"))):
+        if isinstance(npar, dict) and "grn_version" in npar:
+            if str(npar["grn_version"]).lower() != "current":
+                raise refuse(f"{path}.grn_version", f"{npar['grn_version']!r}: the 'grn' norm of VisionCore before "
+                             "2521dd0 (SafeGRN, with an offset) is not in VisionCore HEAD")
+            npar.pop("grn_version")
+            notes.append(f"{path}.grn_version: current dropped (not a VisionCore key)")
     for path, pp, _ in _walk(cfg, "model", ("pool_params",)):
         if not isinstance(pp, dict):
             continue
