@@ -14,8 +14,9 @@ Lightning's order:
   (:data:`LIGHTNING_VERSION`, the version current VisionCore checkpoints carry);
 * ``state_dict``: ``model.`` + each key of the neurotrain model's ``state_dict()``, in its order. neurotrain's
   modules keep VisionCore HEAD's names, so this is HEAD's layout including the keys HEAD writes but never reads:
-  the weight-norm ``...parametrizations.weight.original`` slot (the effective weight; a legacy source's own
-  value when it round-trips), the frozen ``...0.g`` of ``keep_unit_norm``, and a linear readout's
+  the weight-norm ``...parametrizations.weight.original`` slot (what the model holds there: the initial weight
+  of a trained model, as in VisionCore's own checkpoints; a legacy source's own value when it round-trips), the
+  frozen ``...0.g`` of ``keep_unit_norm``, and a linear readout's
   ``readouts.{i}.bias`` stored once and shared with ``readouts.{i}.fc.bias``, as torch saves VisionCore's;
 * ``hparams_name`` (``"kwargs"``) and ``hyper_parameters``: ``model_cfg`` and ``cfg_dir`` (absolute paths of the
   files in ``OUT_configs/``), ``lr``, ``wd``, ``max_ds`` (the number of sessions), ``pretrained_checkpoint``
@@ -60,9 +61,9 @@ What cannot be exported (:class:`CheckpointError` naming the config key; nothing
   ``MultiDatasetModel`` eval path cannot run it) and a modulator-only ``v1multi_history`` model (VisionCore
   sized its core for ``initial_input_channels`` and failed at the first forward);
 * the refactor-era layouts neurotrain reads from old checkpoints: ``...params.convgru_version: early | late``
-  and ``...norm_params.grn_version: safe`` (``current`` is dropped), ResNet ``resnet_shortcut_*`` options that build something else than HEAD's
-  bias-free 1x1x1 projection (neutral values are dropped), and, as a last check, state_dict names HEAD never
-  builds (``cell.conv_x``, ``norm.offset``, ``shortcut.bias``, ...);
+  and ``...norm_params.grn_version: safe`` (``current`` is dropped), ResNet ``resnet_shortcut_*`` options that
+  build something else than HEAD's bias-free 1x1x1 projection (neutral values are dropped), and, as a last
+  check, state_dict names HEAD never builds (``cell.conv_x``, ``norm.offset``, ``shortcut.bias``, ...);
 * neurotrain's own options: ``...pool_params.temperature`` other than 10 (VisionCore's SoftPool is fixed at
   exp(x / 10); 10 is dropped) and ``model.convnet.params.shortcut_crop: both`` unless VisionCore's rule runs on
   the model's input shape, where both rules give the same numbers (then it is dropped; ``shortcut`` is always
