@@ -9,6 +9,7 @@ import collections
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -263,3 +264,78 @@ def test_shortcut_options_of_a_newer_checkpoint_are_dropped(tmp_path):
     assert "resnet_shortcut_params" not in lc.model_config["convnet"]["params"]
     assert any("resnet_shortcut_params, resnet_shortcut_norm_type dropped" in n for n in lc.notes)
     _same(m, lc.model)
+
+
+# ------------------------------------------------------------------------------------------------
+# aa_freq: the frequency-domain anti-aliasing of conv layers (it ran only in 32efae1..e7fb06f^)
+# ------------------------------------------------------------------------------------------------
+
+
+def _np_window(n: int) -> np.ndarray:
+    """torch.signal.windows.hann (symmetric) divided by its maximum, written out."""
+    w = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / (n - 1)) if n > 1 else np.ones(1)
+    return w / max(w.max(), 1e-8)
+
+
+def _np_freq_fold(w: np.ndarray, pad: int, skip_small: bool) -> np.ndarray:
+    """The aa_freq kernel of VisionCore 32efae1..e7fb06f^ in numpy: zero-padded N-point FFT over the kernel
+    axes, fftshift, separable window of length N, inverse, real part, centre crop back to k."""
+    axes = tuple(range(2, w.ndim))
+    ks = [w.shape[a] for a in axes]
+    if skip_small and max(ks) <= 3:
+        return w
+    ns = [2 ** int(np.ceil(np.log2(k * pad))) for k in ks]
+    spec = np.fft.fftshift(np.fft.fftn(w.astype(np.float64), s=ns, axes=axes), axes=axes)
+    for a, n, k in zip(axes, ns, ks):
+        if not (skip_small and k <= 3):
+            shape = [1] * w.ndim
+            shape[a] = n
+            spec = spec * _np_window(n).reshape(shape)
+    out = np.fft.ifftn(np.fft.ifftshift(spec, axes=axes), s=ns, axes=axes).real
+    return out[(slice(None), slice(None)) + tuple(slice((n - k) // 2, (n - k) // 2 + k) for n, k in zip(ns, ks))]
+
+
+@pytest.mark.parametrize("dated", ["2521dd0", "32efae1"])
+def test_aa_freq_is_folded_into_the_weights(tmp_path, dated):
+    block = {"conv_params": {"type": "standard", "kernel_size": [2, 5, 3], "padding": [0, 2, 1]},
+             "norm_type": "rms", "act_type": "silu"}
+    cfg = _config(block=block)
+    raw = _model(cfg)
+    legacy = copy.deepcopy(cfg)
+    for b in legacy["convnet"]["params"]["block_configs"]:
+        b["conv_params"].update({"aa_freq": True, "aa_fft_pad": 3})
+    state = dict(raw.state_dict())
+    hp = {}
+    if dated == "32efae1":  # the Conv1d frontend of 8d81a39..2521dd0^ dates the file before 2521dd0
+        legacy["frontend"] = {"type": "learnable_temporal", "params": {"kernel_size": 2, "num_channels": 1}}
+        state["frontend.temporal_conv.conv.weight"] = torch.tensor([[[1.0, 0.0]]])  # identity, T - 1 steps
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "aaf.ckpt", state, **hp), model_config=legacy)
+    assert lc.era == ("32efae1..e7fb06f^" if dated == "2521dd0" else "32efae1..2521dd0^")
+    assert "aa_freq" not in lc.model_config["convnet"]["params"]["block_configs"][0]["conv_params"]
+    want = copy.deepcopy(raw)
+    for i in range(2):
+        key = f"convnet.layers.{i}.main_block.components.conv.conv.weight"
+        ref = _np_freq_fold(state[key].numpy(), 3, skip_small=dated == "2521dd0")
+        got = lc.model.state_dict()[key]
+        assert np.allclose(got.numpy(), ref, atol=1e-6), np.abs(got.numpy() - ref).max()
+        assert not torch.allclose(got, state[key], atol=1e-3)  # the window did change the kernel
+        want.state_dict()[key].copy_(got)
+    if dated == "2521dd0":
+        _same(want, lc.model)
+
+
+def test_aa_freq_where_it_could_not_run_is_refused_by_name(tmp_path):
+    cfg = _config()
+    m = _model(cfg, rms_identity=True)
+    legacy = copy.deepcopy(cfg)
+    legacy["convnet"]["params"]["block_configs"][1]["conv_params"]["aa_freq"] = True
+    with pytest.raises(CheckpointError, match=r"block_configs\[1\]\.conv_params\.aa_freq: is set, but this checkpoint "
+                                              r"is from 229991c\.\.90907ab\^: before 32efae1 .*numpy\.fft\.next_fast_len"):
+        load_legacy_checkpoint(_ckpt(tmp_path / "old.ckpt", _pre_90907ab(m.state_dict())), model_config=legacy)
+    # the Conv1d temporal frontend's 1-D frequency window never ran
+    fe = copy.deepcopy(cfg)
+    fe["frontend"] = {"type": "learnable_temporal", "params": {"kernel_size": 2, "num_channels": 1, "aa_freq": True}}
+    state = dict(m.state_dict(), **{"frontend.temporal_conv.conv.weight": torch.ones(1, 1, 2)})
+    with pytest.raises(CheckpointError, match=r"frontend\.params\.aa_freq: is set on the Conv1d temporal frontend "
+                                              r"\(VisionCore 8d81a39\.\.2521dd0\^\)"):
+        load_legacy_checkpoint(_ckpt(tmp_path / "fe.ckpt", state), model_config=fe)

@@ -86,6 +86,7 @@ import yaml
 from neurotrain.errors import CheckpointError, ConfigError
 from neurotrain.io import read_yaml
 
+from .aa_fold import fold_aa_weight, frontend_conv1d_aa as _frontend_conv1d_aa
 from .reader import read_checkpoint
 
 __all__ = ["LegacyCheckpoint", "load_legacy_checkpoint", "convert_legacy_checkpoint", "legacy_provenance",
@@ -236,55 +237,6 @@ def _wn_effective(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def _is_dim0_g(g: torch.Tensor, v: torch.Tensor) -> bool:
     return g.ndim == v.ndim and g.shape[0] == v.shape[0] and all(s == 1 for s in g.shape[1:])
-
-
-def _mixin_window(weight: torch.Tensor, window: str, kwargs: dict | None, skip_small: bool) -> torch.Tensor:
-    """Separable window over the kernel axes (axes 2..) of the refactor-era conv layers: an axis of
-    size n gets ``torch.signal.windows.<window>(n, **kwargs)`` divided by its maximum; with
-    ``skip_small`` (code of 2521dd0..e7fb06f^) axes of size <= 3 are left alone."""
-    fn = getattr(torch.signal.windows, str(window), None) if not str(window).startswith("_") else None
-    if fn is None or not callable(fn):
-        raise ValueError(f"unknown aa_window {window!r}")
-    out = weight.to(torch.float32)
-    for ax in range(2, weight.ndim):
-        n = weight.shape[ax]
-        if skip_small and n <= 3:
-            continue
-        w = fn(n, **(kwargs or {})).to(torch.float32)
-        w = w / w.max().clamp_min(1e-8)
-        shape = [1] * weight.ndim
-        shape[ax] = n
-        out = out * w.view(shape)
-    return out.to(weight.dtype)
-
-
-def _sym_hann(n: int) -> torch.Tensor:
-    if n == 1:
-        return torch.ones(1)
-    k = torch.arange(n, dtype=torch.float64)
-    return (0.5 - 0.5 * torch.cos(2.0 * math.pi * k / (n - 1))).to(torch.float32)
-
-
-def _frontend_conv1d_aa(weight: torch.Tensor, version: str) -> torch.Tensor:
-    """Effective kernel ``[C, 1, K]`` of the anti-aliased Conv1d temporal frontend (before 8d81a39).
-
-    ``v1`` (d1ba5cd..90907ab^): symmetric Hann window h, zero-padded FFT of length
-    ``2**ceil(log2(2K))``, raised-cosine low-pass (pass <= 0.45, stop >= 0.5 cycles/sample), inverse
-    FFT cropped to K, window h again. ``v2`` (90907ab..e4e1380^): the window h only."""
-    k = weight.shape[-1]
-    h = _sym_hann(k).view(1, 1, k)
-    w = weight.to(torch.float32) * h
-    if version == "v2":
-        return w.to(weight.dtype)
-    nfft = int(1 << int(math.ceil(math.log2(max(1, 2 * k)))))
-    freqs = torch.fft.rfftfreq(nfft, d=1.0)
-    cutoff, trans = 0.45, 0.05
-    mask = torch.where(freqs <= cutoff, torch.ones_like(freqs), torch.zeros_like(freqs))
-    band = (freqs > cutoff) & (freqs < cutoff + trans)
-    mask[band] = 0.5 * (1 + torch.cos(math.pi * (freqs[band] - cutoff) / trans))
-    spec = torch.fft.rfft(w, n=nfft, dim=-1) * mask.view(1, 1, -1)
-    w = torch.fft.irfft(spec, n=nfft, dim=-1)[..., :k] * h
-    return w.to(weight.dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -474,6 +426,14 @@ class _Mapper:
                               "2521dd0..e7fb06f^); code from before 2521dd0 windowed them too")
         return True
 
+    def date_aa_freq(self, key: str) -> None:
+        """``aa_freq`` ran only in VisionCore 32efae1..e7fb06f^ (see :mod:`neurotrain.legacy.aa_fold`)."""
+        if self.era.before("32efae1"):
+            raise self.err(key, f"is set, but this checkpoint is from {self.era.name}: before 32efae1 the frequency-"
+                           "domain anti-aliasing called numpy.fft.next_fast_len (which numpy does not have) and "
+                           "failed at the first forward, so such a checkpoint cannot exist")
+        self.era.add(key, lo="32efae1", hi="e7fb06f")
+
     def _form(self, q: str) -> str | None:
         sd = self.sd
         if f"{q}.parametrizations.weight.original" in sd or f"{q}.parametrizations.weight.0.v" in sd:
@@ -535,16 +495,17 @@ class _Mapper:
                                        "(from e7fb06f on) has no such option")
                     cp.pop(k, None)
                 continue
-            if cp.get("aa_freq"):
-                raise self.err(f"{cpath}.conv_params.aa_freq", "frequency-domain anti-aliasing of the refactor-era "
-                               "conv layers (VisionCore e4e1380..e7fb06f^) is not supported")
-            aa_on = bool(cp.get("aa_signal") or cp.get("aa_time"))
+            signal, freq = bool(cp.get("aa_signal") or cp.get("aa_time")), bool(cp.get("aa_freq"))
+            if freq:
+                self.date_aa_freq(f"{cpath}.conv_params.aa_freq")
+            aa_on = signal or freq
             if aa_on and self.era.since("e7fb06f"):
                 raise self.err(f"state_dict.model.{qs[0]}.weight", "a plain conv weight, but the config enables "
                                "anti-aliasing, which from e7fb06f on stores '...parametrizations.weight.original'")
             if aa_on:
                 self.era.add(f"state_dict.model.{qs[0]}.weight (plain, with anti-aliasing in the config)", hi="e7fb06f")
             window, wkw = cp.get("aa_window", "hann"), cp.get("aa_window_kwargs")
+            fft_pad, double_time = int(cp.get("aa_fft_pad", 2)), bool(cp.get("aa_double_time"))
             taken = {}
             for q, f in zip(qs, forms):
                 if f is None:
@@ -568,7 +529,8 @@ class _Mapper:
                 w = taken[q][0]
                 if aa_on and not q.endswith(".pointwise"):
                     try:
-                        w = _mixin_window(w, window, wkw, skip)
+                        w = fold_aa_weight(w, signal=signal, freq=freq, window=window, kwargs=wkw,
+                                           fft_pad=fft_pad, double_time=double_time, skip_small=skip)
                     except (ValueError, TypeError, RuntimeError) as e:
                         raise self.err(f"{cpath}.conv_params.aa_window", f"cannot rebuild the window: {e}") from None
                 self.sd[f"{q}.weight"] = w
@@ -615,14 +577,20 @@ class _Mapper:
                                    "(before 8d81a39) has no such option")
                 params.pop(k, None)
         elif self._form(q) in ("plain",) and not self.era.since("e7fb06f"):
-            if params.get("aa_freq"):
-                raise self.err("model.frontend.params.aa_freq", "frequency-domain anti-aliasing of the "
-                               "refactor-era conv layers (VisionCore e4e1380..e7fb06f^) is not supported")
             w = sd[f"{q}.weight"]
-            if params.get("aa_signal") or params.get("aa_time"):
+            signal, freq = bool(params.get("aa_signal") or params.get("aa_time")), bool(params.get("aa_freq"))
+            if freq:
+                self.date_aa_freq("model.frontend.params.aa_freq")
+                if w.ndim == 3:
+                    raise self.err("model.frontend.params.aa_freq", "is set on the Conv1d temporal frontend "
+                                   "(VisionCore 8d81a39..2521dd0^), whose 1-D frequency window could not run (its "
+                                   "half-window has one bin fewer than the FFT): no checkpoint of this layout exists")
+            if signal or freq:
                 try:
-                    w = _mixin_window(w, params.get("aa_window", "hann"), params.get("aa_window_kwargs"),
-                                      self._skip_small_axes([w]))
+                    w = fold_aa_weight(w, signal=signal, freq=freq, window=params.get("aa_window", "hann"),
+                                       kwargs=params.get("aa_window_kwargs"), fft_pad=int(params.get("aa_fft_pad", 2)),
+                                       double_time=bool(params.get("aa_double_time")),
+                                       skip_small=self._skip_small_axes([w]))
                 except (ValueError, TypeError, RuntimeError) as e:
                     raise self.err("model.frontend.params.aa_window", f"cannot rebuild the window: {e}") from None
                 self.collapsed.append("frontend.temporal_conv")
