@@ -339,3 +339,78 @@ def test_aa_freq_where_it_could_not_run_is_refused_by_name(tmp_path):
     with pytest.raises(CheckpointError, match=r"frontend\.params\.aa_freq: is set on the Conv1d temporal frontend "
                                               r"\(VisionCore 8d81a39\.\.2521dd0\^\)"):
         load_legacy_checkpoint(_ckpt(tmp_path / "fe.ckpt", state), model_config=fe)
+
+
+# ------------------------------------------------------------------------------------------------
+# ConvNets before 2521dd0 / e353351: 3-D blocks whatever the kernel, the ResNet stem in layers.0,
+# one block_config for all blocks
+# ------------------------------------------------------------------------------------------------
+
+
+def _k1_block(**extra) -> dict:
+    return {"conv_params": {"type": "standard", "kernel_size": [1, 3, 3], "padding": [0, 1, 1]},
+            "norm_type": "rms", "act_type": "silu", **extra}
+
+
+def _drop_block_dims(cfg: dict) -> dict:
+    out = copy.deepcopy(cfg)
+    for b in out["convnet"]["params"]["block_configs"]:
+        b.pop("dim", None)
+    return out
+
+
+def test_blocks_with_a_temporal_kernel_of_1_were_3d_before_e353351(tmp_path):
+    blocks = [_k1_block(dim=3), _k1_block(dim=3, pool_params={"type": "aablur", "stride": 2, "r": 2, "use_soft": False})]
+    cfg = _config(dim=3)
+    cfg["convnet"]["type"] = "vanilla"
+    cfg["convnet"]["params"]["block_configs"] = blocks
+    m = _model(cfg, rms_identity=True)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "k1.ckpt", _pre_90907ab(m.state_dict())),
+                                model_config=_drop_block_dims(cfg))
+    assert lc.era == "229991c..90907ab^"
+    assert [b.get("dim") for b in lc.model_config["convnet"]["params"]["block_configs"]] == [3, 3]
+    assert any("2 ConvBlock(s) set to dim: 3" in n for n in lc.notes)
+    _same(m, lc.model)
+    # undatable either side of e353351: the convnet's 'dim' (required by the older code) decides
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "k1b.ckpt", m.state_dict()), model_config=_drop_block_dims(cfg))
+    assert lc.era == "90907ab+" and any("before e353351 is assumed" in n for n in lc.notes)
+    _same(m, lc.model)
+    # a file of fc9080f or later keeps today's 2-D blocks (valid, unpadded)
+    new = _drop_block_dims(cfg)
+    del new["convnet"]["params"]["block_configs"][1]["pool_params"]
+    m2 = _model(new)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "new.ckpt", m2.state_dict(), model_config_dict=new))
+    assert all("dim" not in b for b in lc.model_config["convnet"]["params"]["block_configs"])
+    _same(m2, lc.model)
+    # a 2-D convnet of that era never ran
+    two = _drop_block_dims(cfg)
+    two["convnet"]["params"]["dim"] = 2
+    with pytest.raises(CheckpointError, match=r"model\.convnet\.params\.dim: 2: before e353351"):
+        load_legacy_checkpoint(_ckpt(tmp_path / "2d.ckpt", _pre_90907ab(m.state_dict())), model_config=two)
+
+
+def test_old_resnet_stem_in_layers_0_and_one_block_config(tmp_path):
+    cfg = _config(stem_config={"out_channels": 4, "conv_params": {"type": "standard", "kernel_size": [2, 3, 3],
+                                                                 "padding": [0, 1, 1]},
+                               "norm_type": "rms", "act_type": "silu"})
+    m = _model(cfg)
+    state = {}
+    for k, v in m.state_dict().items():  # stem -> layers.0, layers.i -> layers.i+1
+        if k.startswith("convnet.stem."):
+            k = "convnet.layers.0." + k[len("convnet.stem."):]
+        elif k.startswith("convnet.layers."):
+            i, rest = k[len("convnet.layers."):].split(".", 1)
+            k = f"convnet.layers.{int(i) + 1}.{rest}"
+        state[k] = v
+    legacy = copy.deepcopy(cfg)
+    legacy["convnet"]["params"]["block_config"] = legacy["convnet"]["params"].pop("block_configs")[0]
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "stem.ckpt", _old_shortcut(state)), model_config=legacy)
+    assert lc.era == "90907ab..5e693f2^"
+    assert any("convnet.layers.0 (VisionCore before 2521dd0) -> convnet.stem" in n for n in lc.notes)
+    assert any("block_config (one resnet block config" in n for n in lc.notes)
+    _same(m, lc.model)
+    # the Laplacian-pyramid stem (plenoptic) is refused by name
+    pyr = copy.deepcopy(legacy)
+    pyr["convnet"]["params"]["stem_config"] = {"type": "pyramid", "Nlevels": 3, "out_channels": 4}
+    with pytest.raises(CheckpointError, match=r"stem_config\.type: 'pyramid': .*32efae1\.\.e353351\^.*plenoptic"):
+        load_legacy_checkpoint(_ckpt(tmp_path / "pyr.ckpt", _old_shortcut(state)), model_config=pyr)

@@ -77,3 +77,26 @@ def test_shortcut_projection_off():
         _resnet(resnet_shortcut_projection=False)
     with pytest.raises(ModelConfigError, match=r"resnet_shortcut_params\.padding"):
         _resnet(resnet_shortcut_params={"padding": 1})
+
+
+def test_block_dim_3_pads_and_pools_a_2d_kernel_like_the_refactor_era():
+    from neurotrain.model.blocks import ConvBlock
+
+    cfg = {"conv_params": {"type": "standard", "kernel_size": [1, 3, 1], "padding": [0, 1, 2]},
+           "norm_type": "none", "act_type": "none"}
+    today = ConvBlock.from_config(2, 3, cfg, "b")
+    old = ConvBlock.from_config(2, 3, dict(cfg, dim=3), "b")
+    old.load_state_dict(today.state_dict())
+    x = torch.randn(1, 2, 4, 5, 6)
+    w, b = today.components["conv"].conv.weight, today.components["conv"].conv.bias
+    with torch.no_grad():
+        assert torch.allclose(today(x), F.conv3d(x, w, b), atol=1e-6)  # 2-D block, 'pad' in order: valid
+        # the refactor era: causal 3-D pad, H by 1 and W by 2 (kernel 1 or not), replicate
+        assert torch.allclose(old(x), F.conv3d(F.pad(x, (2, 2, 1, 1, 0, 0), mode="replicate"), w, b), atol=1e-6)
+    assert old(x).shape == (1, 3, 4, 5, 10)
+    pooled = dict(cfg, dim=3, pool_params={"type": "aablur", "stride": 2, "r": 1})
+    assert ConvBlock.from_config(2, 3, pooled, "b")(x).shape[:3] == (1, 3, 4)
+    with pytest.raises(ModelConfigError, match="needs a 3-D block"):
+        ConvBlock.from_config(2, 3, dict(pooled, dim=None), "b")
+    with pytest.raises(ModelConfigError, match=r"b\.dim: only 3"):
+        ConvBlock.from_config(2, 3, dict(cfg, dim=2), "b")

@@ -108,7 +108,8 @@ ERA_COMMITS = [
     ("32efae1", "2025-10-14 19:07", "weight norm original0/original1"),
     ("2521dd0", "2025-10-20 21:16", "pc/stn/old ConvGRU removed; Conv3d frontend; crop rule"),
     ("e7fb06f", "2025-10-21 12:29", "parametrized weight norm/anti-alias (original, 0.v, 0.g)"),
-    ("e353351", "2025-10-21 16:29", "recurrent ConvGRU cells.N layout"),
+    ("e353351", "2025-10-21 16:29", "recurrent ConvGRU cells.N layout; ConvBlock dim from the kernel"),
+    ("213b70b", "2025-10-21 17:17", "causal padding: none on kernel-1 axes"),
     ("fc9080f", "2025-10-22 21:52", "model_config_dict in hparams; no _orig_mod."),
     ("c203e73", "2025-10-30", "loss_type removed"),
 ]
@@ -637,19 +638,54 @@ class _Mapper:
                               "checkpoint from before that used exp(x) and would predict differently")
 
     def translate_config(self) -> None:
-        """Config spellings of older eras: a DenseNet's single ``block_config`` (used for every block)."""
+        """Config spellings and layouts of the ConvNets before 2521dd0:
+
+        * one ``block_config`` for every block (DenseNet and VanillaCNN always, ResNet optionally)
+          -> ``block_configs``;
+        * a ResNet ``stem_config`` stem was ``convnet.layers.0`` and the blocks ``layers.1..``: the keys
+          move to ``convnet.stem.*`` / ``layers.0..``; a ``pyramid`` stem is refused (see
+          :data:`_REFUSED_STEMS`);
+        * the DenseNet and VanillaCNN of that era built no stem: a ``stem_config`` is dropped when the
+          file has no stem weights."""
         cn = self.cfg.get("convnet") or {}
         params = cn.get("params") if isinstance(cn, dict) else None
-        if str(cn.get("type", "")).lower() == "densenet" and isinstance(params, dict) \
-                and "block_config" in params and "block_configs" not in params:
+        ctype = str(cn.get("type", "")).lower() if isinstance(cn, dict) else ""
+        ctype = "vanilla" if ctype in ("cnn", "conv") else ctype
+        if ctype not in ("densenet", "vanilla", "resnet") or not isinstance(params, dict):
+            return
+        if "block_config" in params and "block_configs" not in params:
+            self.era.add("model.convnet.params.block_config (read by VisionCore before 2521dd0 only)", hi="2521dd0")
             one = params.pop("block_config")
             params["block_configs"] = [copy.deepcopy(one) for _ in params.get("channels") or []]
-            self.notes.append("model.convnet.params.block_config (one DenseNet block config for every block, the "
+            self.notes.append(f"model.convnet.params.block_config (one {ctype} block config for every block, the "
                               "refactor-era spelling) expanded to block_configs")
-            if params.get("stem_config") is not None and not any(k.startswith("convnet.stem.") for k in self.sd):
-                params.pop("stem_config")
-                self.notes.append("model.convnet.params.stem_config dropped: the refactor-era DenseNet built no stem "
-                                  "(the checkpoint has no convnet.stem weights)")
+        stem = params.get("stem_config")
+        if stem is None or any(k.startswith("convnet.stem.") for k in self.sd):
+            return
+        if ctype in ("densenet", "vanilla"):
+            params.pop("stem_config")
+            self.era.add("model.convnet.params.stem_config (no convnet.stem weights)", hi="2521dd0")
+            self.notes.append(f"model.convnet.params.stem_config dropped: the refactor-era {ctype} built no stem "
+                              "(the checkpoint has no convnet.stem weights)")
+            return
+        stype = str(stem.get("type", "convblock")).lower() if isinstance(stem, dict) else ""
+        if stype in _REFUSED_STEMS:
+            raise self.err("model.convnet.params.stem_config.type", f"{stem.get('type')!r}: {_REFUSED_STEMS[stype]}")
+        if not any(k.startswith("convnet.layers.") for k in self.sd):
+            return
+        self.era.add("state_dict.model.convnet.layers.0 (the ResNet stem, no convnet.stem weights)", hi="2521dd0")
+        moved = {}
+        for key in list(self.sd):
+            m = re.match(r"convnet\.layers\.(\d+)\.(.*)$", key)
+            if m:
+                i = int(m.group(1))
+                moved[f"convnet.stem.{m.group(2)}" if i == 0 else f"convnet.layers.{i - 1}.{m.group(2)}"] = \
+                    self.sd.pop(key)
+        self.sd.update(moved)
+        if isinstance(stem, dict):
+            stem.pop("type", None)
+        self.notes.append("ResNet stem: convnet.layers.0 (VisionCore before 2521dd0) -> convnet.stem, blocks "
+                          "layers.1.. -> layers.0..")
 
     def map_misc(self) -> None:
         self.translate_config()
@@ -683,6 +719,7 @@ class _Mapper:
                                   "before 2521dd0; identical to the current rule whenever that one applies)")
         self.map_refactor_grus()
         self.map_safe_grn()
+        self.map_block_dims()
         mod = self.cfg.get("modulator") or {}
         if str(mod.get("type", "")).lower() == "pc":
             params = mod.get("params")
@@ -694,6 +731,65 @@ class _Mapper:
                                   f"replaced by {version!r} (the checkpoint's predictor "
                                   f"{'has' if version == 'late' else 'has no'} h0)")
             params["predictor_version"] = version
+
+    def map_block_dims(self) -> None:
+        """Before e353351 every ConvBlock was 3-D (its ``dim`` came from the convnet's), so a block with a
+        temporal kernel of 1 was causal-padded in H/W and could pool with ``aablur``; before 213b70b the
+        causal pad also padded H/W axes whose kernel is 1. Such blocks get ``dim: 3`` (see
+        :mod:`neurotrain.model.blocks`) where that changes the numbers."""
+        cn = self.cfg.get("convnet") if isinstance(self.cfg.get("convnet"), dict) else {}
+        cparams = cn.get("params") if isinstance(cn.get("params"), dict) else {}
+        has_convnet = str(cn.get("type", "none")).lower() != "none"
+
+        def unit_padded(bc):  # H or W kernel 1 with padding > 0 (padded before 213b70b only)
+            cp = bc.get("conv_params") or {}
+            k, pad = cp.get("kernel_size"), cp.get("padding", 0)
+            k = [k] * 3 if isinstance(k, int) else list(k or [])
+            pad = [pad] * 3 if isinstance(pad, int) else ([0] + list(pad) if len(pad or []) == 2 else list(pad or []))
+            return len(k) == 3 and len(pad) == 3 and any(k[i] == 1 and pad[i] for i in (1, 2))
+
+        pre, mid = [], []
+        for _, bc, cpath in self.conv_sites():
+            cp = bc.get("conv_params")
+            if not isinstance(cp, dict) or bc.get("causal", True) is False or "dim" in bc:
+                continue
+            if "pad" not in (bc.get("order") or ("pad",)):
+                continue
+            k = cp.get("kernel_size")
+            kt = k if isinstance(k, int) else (list(k)[0] if k else 1)
+            if kt == 1:
+                pre.append((bc, cpath))
+            elif unit_padded(bc):
+                mid.append((bc, cpath))
+        if not (pre or mid):
+            return
+        if self.era.before("e353351"):
+            old = True
+        elif self.era.since("e353351"):
+            old = False
+        else:
+            old = has_convnet and "dim" in cparams
+            self.notes.append(f"ConvBlocks with a temporal kernel of 1 ({', '.join(c for _, c in pre) or 'none'}): "
+                              + ("VisionCore before e353351 is assumed (the convnet config has 'dim', which that code "
+                                 "required): they are 3-D blocks (dim: 3)" if old else
+                                 "VisionCore from e353351 on is assumed (the convnet config has no 'dim', which older "
+                                 "code required)"))
+        if old and has_convnet and cparams.get("dim", 3) != 3:
+            raise self.err("model.convnet.params.dim", f"{cparams.get('dim')!r}: before e353351 the blocks of such a "
+                           "convnet were 2-D convolutions applied to (B, C, T, H, W) features, which failed at the first "
+                           "forward, so no checkpoint of this layout exists")
+        targets = pre + mid if old else []
+        if not old and mid and not self.era.since("213b70b"):
+            targets = mid
+            if not self.era.before("213b70b"):
+                self.notes.append(f"ConvBlocks with a kernel of 1 on a padded H/W axis ({', '.join(c for _, c in mid)}): "
+                                  "VisionCore before 213b70b is assumed (it padded those axes); from 213b70b they are "
+                                  "unpadded")
+        for bc, cpath in targets:
+            bc["dim"] = 3
+        if targets:
+            self.notes.append(f"{len(targets)} ConvBlock(s) set to dim: 3 (VisionCore padded / pooled them as 3-D "
+                              f"blocks then): {', '.join(c for _, c in targets)}")
 
     def map_safe_grn(self) -> None:
         """The ``grn`` norm before 2521dd0 was SafeGRN (keys ``offset`` [1], ``gamma``/``beta`` [C]):
@@ -888,6 +984,11 @@ def _readout_override(cfg: dict) -> dict | None:
 # ----------------------------------------------------------------------------------------------
 # the loader
 # ----------------------------------------------------------------------------------------------
+
+_REFUSED_STEMS = {
+    "pyramid": "the Laplacian-pyramid stem of VisionCore 32efae1..e353351^ (PyramidStem, built on the external "
+               "plenoptic package's LaplacianPyramid) has no neurotrain equivalent; this checkpoint cannot be converted",
+}
 
 _REMOVED_TYPES = {
     "convnet": {"x3d": "2521dd0", "x3dnet": "2521dd0", "shifttcn": "2521dd0", "vivit": "2521dd0",

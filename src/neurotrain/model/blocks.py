@@ -7,8 +7,8 @@ Components live in ``self.components`` (an ``nn.ModuleDict`` with keys among
 YAML keys of a block (anything else is a :class:`ModelConfigError`): ``conv_params`` (required, with
 ``kernel_size``), ``norm_type`` (default ``batch``), ``norm_params``, ``act_type`` (default ``relu``),
 ``act_params``, ``pool_params``, ``dropout`` (0), ``causal`` (True), ``order``
-(default ``[pad, conv, norm, act, dropout, pool]``). The conv bias defaults to True only when
-``norm_type`` is ``none``/null.
+(default ``[pad, conv, norm, act, dropout, pool]``), ``dim`` (see below). The conv bias defaults to
+True only when ``norm_type`` is ``none``/null.
 
 Padding rules (legacy-exact), with "3-D" meaning temporal kernel > 1:
 
@@ -19,6 +19,11 @@ Padding rules (legacy-exact), with "3-D" meaning temporal kernel > 1:
 * otherwise, with ``pad`` in ``order``: no padding at all (valid conv), whatever ``padding`` says.
 * otherwise: the conv's own padding ``conv_params.padding`` (int or ``[T, H, W]``) with its
   ``padding_mode`` (default replicate).
+
+``dim: 3`` (the ConvBlock argument of VisionCore before e353351, which the convnet filled in from its
+own ``dim``): the block is "3-D" whatever its temporal kernel (so a ``[1, k, k]`` block is causal-padded
+and may pool with ``aablur``), and the causal pad takes H/W padding from ``conv_params.padding`` on
+every axis, kernel 1 or not (the padding rule of VisionCore before 213b70b). Only 3 is accepted.
 """
 
 from __future__ import annotations
@@ -39,15 +44,16 @@ from .pooling import get_pooling_layer
 DEFAULT_ORDER = ("pad", "conv", "norm", "act", "dropout", "pool")
 ORDER_NAMES = DEFAULT_ORDER
 BLOCK_KEYS = ("conv_params", "norm_type", "norm_params", "act_type", "act_params", "pool_params",
-              "dropout", "causal", "order")
+              "dropout", "causal", "order", "dim")
 
 
 def causal_pad_spec(kernel: tuple[int, int, int], dilation, padding,
-                    path: str = "conv_params") -> tuple[int, ...]:
+                    path: str = "conv_params", pad_unit_axes: bool = False) -> tuple[int, ...]:
     """``F.pad`` spec ``(W_l, W_r, H_l, H_r, T_l, T_r)`` of a causal 3-D block.
 
     T: ``(dilation_T * (k_T - 1), 0)``; H/W: symmetric from ``padding`` (int, ``[H, W]`` or
-    ``[T, H, W]``); any axis whose kernel is 1 gets 0.
+    ``[T, H, W]``); any axis whose kernel is 1 gets 0, unless ``pad_unit_axes`` (H/W then padded
+    whatever the kernel: VisionCore before 213b70b).
     """
     dil = _triple(dilation, f"{path}.dilation")
     if padding is None:
@@ -66,8 +72,8 @@ def causal_pad_spec(kernel: tuple[int, int, int], dilation, padding,
         raise ModelConfigError(f"{path}.padding", f"expected an int, [H, W] or [T, H, W], "
                                f"got {padding!r}")
     pt = dil[0] * (kernel[0] - 1) if kernel[0] > 1 else 0
-    ph = cfg[1] if kernel[1] > 1 else 0
-    pw = cfg[2] if kernel[2] > 1 else 0
+    ph = cfg[1] if kernel[1] > 1 or pad_unit_axes else 0
+    pw = cfg[2] if kernel[2] > 1 or pad_unit_axes else 0
     return (pw, pw, ph, ph, pt, 0)
 
 
@@ -80,7 +86,8 @@ class ConvBlock(nn.Module):
                  norm_type: str | None = "batch", norm_params: dict | None = None,
                  act_type: str | None = "relu", act_params: dict | None = None,
                  pool_params: dict | str | None = None, dropout: float = 0.0,
-                 causal: bool = True, order: Sequence[str] | None = None, path: str = "block"):
+                 causal: bool = True, order: Sequence[str] | None = None, dim: int | None = None,
+                 path: str = "block"):
         super().__init__()
         if not isinstance(conv_params, dict):
             raise ModelConfigError(f"{path}.conv_params", f"required (a mapping with kernel_size)")
@@ -105,13 +112,17 @@ class ConvBlock(nn.Module):
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.causal = bool(causal)
-        self.dim = 3 if kernel[0] > 1 else 2
+        if dim is not None and (isinstance(dim, bool) or dim != 3):
+            raise ModelConfigError(f"{path}.dim", f"only 3 is accepted (the refactor-era 3-D block; other "
+                                   f"values never ran on (B, C, T, H, W) input), got {dim!r}")
+        self.legacy_dim = dim is not None
+        self.dim = 3 if kernel[0] > 1 or self.legacy_dim else 2
         cp.setdefault("bias", norm_type in (None, "none"))
 
         self.kernel_size = kernel
         self.pad_spec: tuple[int, ...] | None = None
         if self.causal and self.dim == 3:
-            spec = causal_pad_spec(kernel, dilation, padding, cpath)
+            spec = causal_pad_spec(kernel, dilation, padding, cpath, pad_unit_axes=self.legacy_dim)
             self.pad_spec = spec if any(spec) else None
             conv_padding = 0
             self.hw_padding = (spec[2], spec[0]) if "pad" in self.order else (0, 0)
