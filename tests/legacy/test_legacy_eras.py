@@ -414,3 +414,26 @@ def test_old_resnet_stem_in_layers_0_and_one_block_config(tmp_path):
     pyr["convnet"]["params"]["stem_config"] = {"type": "pyramid", "Nlevels": 3, "out_channels": 4}
     with pytest.raises(CheckpointError, match=r"stem_config\.type: 'pyramid': .*32efae1\.\.e353351\^.*plenoptic"):
         load_legacy_checkpoint(_ckpt(tmp_path / "pyr.ckpt", _old_shortcut(state)), model_config=pyr)
+
+
+# ------------------------------------------------------------------------------------------------
+# component types removed in 2521dd0 that neurotrain rebuilds
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rtype", ["gaussianei", "gaussiansn"])
+def test_gaussian_ei_and_sn_readouts(tmp_path, rtype):
+    cfg = _config()
+    cfg["readout"] = {"type": rtype, "params": {"bias": True, "initial_std_ex": 2.0, "weight_constraint_fn": "softplus"}}
+    m = _model(cfg)
+    state = m.state_dict()
+    assert "readouts.1.mean_ex" in state and ("readouts.0._beta_raw" in state) == (rtype == "gaussiansn")
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "ei.ckpt", _old_shortcut(state)), model_config=cfg)
+    assert lc.era == "90907ab..5e693f2^" and [s["n_neurons"] for s in lc.sessions] == [4, 6]
+    _same(m, lc.model)
+    # a model config naming another readout: the weights decide (as for gaussian / linear)
+    other = copy.deepcopy(cfg)
+    other["readout"] = {"type": "gaussian", "params": {"bias": True}}
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "ei2.ckpt", _old_shortcut(state)), model_config=other)
+    assert lc.sessions[0]["overrides"] == {"readout": {"type": rtype, "params": {"bias": True}}}
+    assert lc.model.readouts[0].weight_constraint_fn.__class__.__name__ == "ReLU"  # the legacy default

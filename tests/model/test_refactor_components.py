@@ -100,3 +100,44 @@ def test_block_dim_3_pads_and_pools_a_2d_kernel_like_the_refactor_era():
         ConvBlock.from_config(2, 3, dict(pooled, dim=None), "b")
     with pytest.raises(ModelConfigError, match=r"b\.dim: only 3"):
         ConvBlock.from_config(2, 3, dict(cfg, dim=2), "b")
+
+
+def test_gaussian_ei_and_sn_readouts_match_a_hand_reference():
+    from neurotrain.model.readout import build_readout
+
+    ei = build_readout("gaussianei", {"initial_std_ex": 2.0, "initial_std_inh": 3.0, "weight_constraint_fn": "softplus"}, 3, 4)
+    sn = build_readout("gaussiansn", {"initial_beta": 0.2}, 3, 4)
+    assert sorted(ei.state_dict()) == sorted(["ex_units", "inh_units", "_features_ex_weight", "_features_inh_weight",
+                                              "bias", "mean_ex", "std_ex", "theta_ex", "mean_inh", "std_inh", "theta_inh"])
+    assert {"_beta_raw", "_sigma_raw", "_beta_floor", "_sigma_floor", "_eps"} <= set(sn.state_dict())
+    assert torch.equal(sn.bias, torch.full((4,), -5.0))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in list(ei.parameters()) + list(sn.parameters()):
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if p.ndim == 2 and p.shape[1] == 2 else 0.0))
+    x = torch.randn(2, 3, 5, 6, 7, generator=g)
+    last = x[:, :, -1]
+
+    def pooled(m, p, constraint):
+        w = constraint(getattr(m, f"_features_{p}_weight"))[:, :, 0, 0]  # (n, C)
+        mean, std, th = getattr(m, f"mean_{p}"), getattr(m, f"std_{p}").clamp(min=1e-3), getattr(m, f"theta_{p}")
+        out = torch.zeros(2, 4)
+        for n in range(4):
+            ys, xs = torch.meshgrid(torch.arange(6) - 2.5, torch.arange(7) - 3.0, indexing="ij")
+            dy, dx = ys - mean[n, 0], xs - mean[n, 1]
+            u = dy * torch.cos(th[n]) + dx * torch.sin(th[n])
+            v = -dy * torch.sin(th[n]) + dx * torch.cos(th[n])
+            mask = torch.exp(-0.5 * ((u / std[n, 0]) ** 2 + (v / std[n, 1]) ** 2))
+            mask = mask / (mask.sum() + 1e-8)
+            out[:, n] = torch.einsum("bchw,c,hw->b", last, w[n], mask)
+        return out
+
+    with torch.no_grad():
+        want = pooled(ei, "ex", F.softplus) - pooled(ei, "inh", F.softplus) + ei.bias
+        assert torch.allclose(ei.eval()(x), want, atol=1e-5)
+        beta = F.softplus(sn._beta_raw) + 1e-4
+        want = pooled(sn, "ex", F.relu) / (beta + pooled(sn, "inh", F.relu).abs() + 1e-6) + sn.bias
+        assert torch.allclose(sn.eval()(x), want, atol=1e-5)
+        assert not torch.allclose(sn.train()(x), want, atol=1e-5)  # noise on the denominator in training
+    with pytest.raises(ModelConfigError, match="frac_inhib"):
+        build_readout("gaussianei", {"frac_inhib": 0.25}, 3, 4)

@@ -291,12 +291,14 @@ def _readouts_from_weights(path: Path, sd: dict) -> list[dict]:
             out.append({"n": int(src.shape[0]), "type": "gaussian", "bias": p + "bias" in sd})
         elif p + "fc.weight" in sd:
             out.append({"n": int(sd[p + "fc.weight"].shape[0]), "type": "linear", "bias": p + "fc.bias" in sd})
+        elif p + "mean_ex" in sd:  # the excitatory-inhibitory readouts of before 2521dd0
+            out.append({"n": int(sd[p + "mean_ex"].shape[0]),
+                        "type": "gaussiansn" if p + "_beta_raw" in sd else "gaussianei", "bias": p + "bias" in sd})
         else:
             keys = sorted(k for k in sd if k.startswith(p))
             raise CheckpointError(path, f"state_dict.model.{keys[0] if keys else p + '*'}",
-                                  "unknown readout layout (expected a gaussian readout's 'mean'/'features.weight' "
-                                  "or a linear readout's 'fc.weight'; the 229991c-era gaussianei/gaussiansn "
-                                  "readouts are not supported)")
+                                  "unknown readout layout (expected a gaussian readout's 'mean'/'features.weight', "
+                                  "a linear readout's 'fc.weight' or a gaussianei/gaussiansn readout's 'mean_ex')")
     return out
 
 
@@ -367,6 +369,9 @@ def _era_markers(path: Path, sd: dict, hp: dict, compiled: bool, has_cfg_dict: b
             elif gru == "recurrent":  # the late recurrent stage always had h0 and the GroupNorm
                 r.add("state_dict.model.recurrent.cell.conv_x.weight (refactor-era ConvGRU without h0)",
                       hi="90907ab")
+    k = first(lambda k: re.match(r"readouts\.\d+\.mean_ex$", k))
+    if k:
+        r.add(f"state_dict.model.{k}", hi="2521dd0")
     k = first(lambda k: k.startswith("modulator.gru.cells."))
     if k:
         r.add(f"state_dict.model.{k}", lo="fc9080f")
@@ -994,7 +999,6 @@ _REMOVED_TYPES = {
     "convnet": {"x3d": "2521dd0", "x3dnet": "2521dd0", "shifttcn": "2521dd0", "vivit": "2521dd0",
                 "polar": "2521dd0"},
     "modulator": {"polar": "2521dd0"},
-    "readout": {"gaussianei": "2521dd0", "gaussiansn": "2521dd0"},
 }
 
 

@@ -1,5 +1,6 @@
 """Per-session readouts: ``gaussian`` (DynamicGaussianReadout) and ``linear``
-(FlattenedLinearReadout). Input ``(B, C, T, H, W)`` (the last T index is used) or
+(FlattenedLinearReadout); ``gaussianei`` / ``gaussiansn`` (VisionCore before 2521dd0, see
+:mod:`neurotrain.model.readout_ei`). Input ``(B, C, T, H, W)`` (the last T index is used) or
 ``(B, C, H, W)``; output ``(B, n_units)``."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import torch.nn.functional as F
 
 from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
+from .gaussian_mask import gaussian_masks
+from .readout_ei import DynamicGaussianReadoutEI, DynamicGaussianSN
 
 
 class DynamicGaussianReadout(nn.Module):
@@ -36,19 +39,8 @@ class DynamicGaussianReadout(nn.Module):
         self.theta = nn.Parameter(torch.zeros(self.n_units))
 
     def spatial_mask(self, h: int, w: int, device=None, dtype=None) -> torch.Tensor:
-        """Normalised masks ``(N, H, W)``."""
-        ys = torch.linspace(-(h - 1) / 2, (h - 1) / 2, h, device=device, dtype=dtype)
-        xs = torch.linspace(-(w - 1) / 2, (w - 1) / 2, w, device=device, dtype=dtype)
-        cy = ys.view(1, h, 1) - self.mean[:, 0].view(-1, 1, 1)
-        cx = xs.view(1, 1, w) - self.mean[:, 1].view(-1, 1, 1)
-        cos = torch.cos(self.theta).view(-1, 1, 1)
-        sin = torch.sin(self.theta).view(-1, 1, 1)
-        u = cy * cos + cx * sin
-        v = -cy * sin + cx * cos
-        std = self.std.clamp(min=1e-3)
-        m = torch.exp(-0.5 * ((u / std[:, 0].view(-1, 1, 1)) ** 2
-                              + (v / std[:, 1].view(-1, 1, 1)) ** 2))
-        return m / (m.sum(dim=(1, 2), keepdim=True) + 1e-8)
+        """Normalised masks ``(N, H, W)`` (:func:`~neurotrain.model.gaussian_mask.gaussian_masks`)."""
+        return gaussian_masks(self.mean, self.std, self.theta, h, w, device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim == 5:
@@ -79,9 +71,13 @@ class FlattenedLinearReadout(nn.Module):
         return self.fc(x.flatten(1))
 
 
-READOUT_TYPES = {"gaussian": DynamicGaussianReadout, "linear": FlattenedLinearReadout}
+READOUT_TYPES = {"gaussian": DynamicGaussianReadout, "linear": FlattenedLinearReadout,
+                 "gaussianei": DynamicGaussianReadoutEI, "gaussiansn": DynamicGaussianSN}
+_EI_KEYS = ("n_units", "bias", "initial_std_ex", "initial_std_inh", "weight_constraint_fn", "frac_inhib")
 _READOUT_KEYS = {"gaussian": ("n_units", "bias", "initial_std", "initial_mean_scale"),
-                 "linear": ("n_units", "bias")}
+                 "linear": ("n_units", "bias"),
+                 "gaussianei": _EI_KEYS,
+                 "gaussiansn": _EI_KEYS + ("initial_beta", "initial_sigma", "min_beta", "min_sigma")}
 
 
 def build_readout(rtype, params: dict, in_channels: int, n_units: int,
@@ -97,4 +93,6 @@ def build_readout(rtype, params: dict, in_channels: int, n_units: int,
     p["n_units"] = int(n_units)
     if p["n_units"] < 1:
         raise ModelConfigError(f"{path}.params.n_units", f"need at least one unit, got {n_units}")
+    if t in ("gaussianei", "gaussiansn"):
+        p["path"] = f"{path}.params"
     return READOUT_TYPES[t](in_channels, **p)
