@@ -391,10 +391,11 @@ def test_unmappable_and_inconsistent_layouts_are_refused_by_name(tmp_path):
                                               r"belongs to code before 2521dd0"):
         load_legacy_checkpoint(p, model_config=cfg)
     # a removed module type, named from the model config
-    x3d = copy.deepcopy(cfg)
-    x3d["convnet"]["type"] = "x3d"
-    with pytest.raises(CheckpointError, match=r"model\.convnet\.type.*'x3d'.*removed in 2521dd0"):
-        load_legacy_checkpoint(_save_ckpt(tmp_path / "x3d.ckpt", state), model_config=x3d)
+    vivit = copy.deepcopy(cfg)
+    vivit["convnet"]["type"] = "vivit"
+    with pytest.raises(CheckpointError, match=r"model\.convnet\.type.*'vivit'.*VisionCore e4842e5\.\.2521dd0\^ "
+                                              r"\(removed in 2521dd0\)"):
+        load_legacy_checkpoint(_save_ckpt(tmp_path / "vivit.ckpt", state), model_config=vivit)
     # keys of two eras that never coexisted: the current weight norm with the pre-5e693f2 shortcut
     mixed = {k.replace(".shortcut.weight", ".shortcut.0.weight"): v for k, v in state.items()}
     with pytest.raises(CheckpointError, match=r"shortcut\.0\.weight.*parametrizations\.weight\.original|"

@@ -437,3 +437,40 @@ def test_gaussian_ei_and_sn_readouts(tmp_path, rtype):
     lc = load_legacy_checkpoint(_ckpt(tmp_path / "ei2.ckpt", _old_shortcut(state)), model_config=other)
     assert lc.sessions[0]["overrides"] == {"readout": {"type": rtype, "params": {"bias": True}}}
     assert lc.model.readouts[0].weight_constraint_fn.__class__.__name__ == "ReLU"  # the legacy default
+
+
+def test_x3d_convnet(tmp_path):
+    cfg = _config()
+    cfg["convnet"] = {"type": "x3d", "params": {"dim": 3, "channels": [4, 6], "depth": [1, 2], "t_kernel": 3,
+                                                "stride_stages": [1, 2], "spatial_stride_stages": [1, 2],
+                                                "norm_type": "grn", "attention": "se", "se_reduction": 2,
+                                                "checkpointing": True}}
+    m = _model(cfg)
+    assert "convnet.layers.0.pre_temporal.components.norm.offset" in m.state_dict()
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "x3d.ckpt", m.state_dict()), model_config=cfg)
+    assert lc.era == "229991c..2521dd0^"  # the SafeGRN offsets
+    _same(m, lc.model)
+
+
+def test_shifttcn_convnet(tmp_path):
+    cfg = _config()
+    cfg["convnet"] = {"type": "shifttcn", "params": {"base_channels": 4, "num_tsm_blocks": 2, "seq_len": 4,
+                                                     "dilations": [1, 2], "stem_spatial_kernel": 3}}
+    m = _model(cfg)
+    for bn in (mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm3d)):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "tcn.ckpt", m.state_dict()), model_config=cfg)
+    _same(m, lc.model)
+
+
+def test_types_without_a_neurotrain_equivalent_are_refused_with_their_commit_range(tmp_path):
+    cfg = _config()
+    state = _model(cfg).state_dict()
+    for comp, typ, rng in (("convnet", "vivit", r"e4842e5\.\.2521dd0\^"), ("convnet", "polar", r"b0c42be\.\.2521dd0\^"),
+                           ("modulator", "polar", r"b0c42be\.\.2521dd0\^"), ("recurrent", "polar", r"b0c42be\.\.2521dd0\^"),
+                           ("readout", "polar", r"b0c42be\.\.2521dd0\^")):
+        bad = copy.deepcopy(cfg)
+        bad[comp] = {"type": typ, "params": {}}
+        with pytest.raises(CheckpointError, match=rf"model\.{comp}\.type: '{typ}' .*VisionCore {rng}"):
+            load_legacy_checkpoint(_ckpt(tmp_path / f"{comp}.ckpt", state), model_config=bad)

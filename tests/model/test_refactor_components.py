@@ -141,3 +141,65 @@ def test_gaussian_ei_and_sn_readouts_match_a_hand_reference():
         assert not torch.allclose(sn.train()(x), want, atol=1e-5)  # noise on the denominator in training
     with pytest.raises(ModelConfigError, match="frac_inhib"):
         build_readout("gaussianei", {"frac_inhib": 0.25}, 3, 4)
+
+
+def test_x3d_unit_matches_a_hand_reference_and_the_net_layout():
+    from neurotrain.model.convnet import CONVNET_TYPES
+    from neurotrain.model.x3d import SEBlock, X3DUnit
+
+    unit = X3DUnit(2, 3, t_kernel=3, s_kernel=3, exp_ratio=2, norm="none", act="silu", dropout=0.0,
+                   stochastic_depth=0.0, t_stride=2, s_stride=1)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in unit.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    x = torch.randn(1, 2, 5, 6, 6, generator=g)
+    c = {n: m.components["conv"] for n, m in unit.named_children() if hasattr(m, "components")}
+    y = F.conv3d(F.pad(x, (0, 0, 0, 0, 1, 1), mode="replicate"), c["pre_temporal"].depthwise.weight, stride=(2, 1, 1),
+                 groups=2)
+    y = F.conv3d(y, c["pre_temporal"].pointwise.weight)
+    y = F.conv3d(F.pad(y, (1, 1, 1, 1, 0, 0), mode="replicate"), c["pre_spatial"].depthwise.weight, groups=2)
+    y = F.conv3d(y, c["pre_spatial"].pointwise.weight)
+    y = F.conv3d(F.silu(F.conv3d(y, c["expand"].conv.weight)), c["project"].conv.weight)
+    s = F.conv3d(x, c["proj"].conv.weight, stride=(2, 1, 1))
+    with torch.no_grad():
+        assert torch.allclose(unit.eval()(x), F.silu(y + s), atol=1e-5)
+    net = CONVNET_TYPES["x3d"](initial_channels=1, channels=[4, 6], depth=[2, 1], attention="se", se_reduction=2,
+                               dim=3, checkpointing=True)
+    assert [type(m).__name__ for m in net.layers] == ["X3DUnit", "X3DUnit", "X3DUnit", "SEBlock"]
+    keys = net.state_dict()
+    assert tuple(keys["layers.0.pre_temporal.components.norm.offset"].shape) == (1,)  # 'grn' = SafeGRN
+    assert tuple(keys["layers.3.attn.1.weight"].shape) == (3, 6, 1, 1, 1) and net.output_channels == 6
+    assert "layers.1.proj.components.conv.conv.weight" not in keys  # no shortcut projection needed
+    assert isinstance(net.layers[3], SEBlock) and net(torch.randn(1, 1, 6, 8, 8)).shape == (1, 6, 6, 8, 8)
+    with pytest.raises(ModelConfigError, match=r"params\.depth"):
+        CONVNET_TYPES["x3d"](initial_channels=1, channels=[4, 6], depth=[1, 2, 3])
+
+
+def test_shifttcn_shift_long_kernel_and_layout():
+    from neurotrain.model.convnet import CONVNET_TYPES
+    from neurotrain.model.shifttcn import temporal_shift
+
+    x = torch.arange(2 * 8 * 3, dtype=torch.float32).reshape(2, 8, 3, 1, 1)
+    out = temporal_shift(x, 2)
+    assert torch.equal(out[:, :2, :2], x[:, :2, 1:]) and torch.equal(out[:, :2, 2], x[:, :2, 2])  # kept, not zeroed
+    assert torch.equal(out[:, 2:4, 1:], x[:, 2:4, :2]) and torch.equal(out[:, 2:4, 0], x[:, 2:4, 0])
+    assert torch.equal(out[:, 4:], x[:, 4:])
+    net = CONVNET_TYPES["shifttcn"](initial_channels=1, base_channels=4, num_tsm_blocks=1, seq_len=3, dilations=[1],
+                                    stem_spatial_kernel=3, dim=3)
+    assert sorted(k for k in net.state_dict() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))) == [
+        "core.long_kernel.weight", "core.stem.0.weight", "core.stem.1.bias", "core.stem.1.weight",
+        "core.tcn_head.blocks.0.bn.bias", "core.tcn_head.blocks.0.bn.weight", "core.tcn_head.blocks.0.dw.weight",
+        "core.tsm.0.bn.bias", "core.tsm.0.bn.weight", "core.tsm.0.conv.weight"]
+    # the long kernel reads the (B, C, T, H, W) memory as (B*H*W, C, T), as legacy did
+    lk = net.core.long_kernel
+    f = torch.randn(1, 4, 5, 2, 3)
+    seq = f.reshape(6, 4, 5)
+    want = torch.zeros(6, 4, 5)
+    for t in range(5):
+        for j in range(3):  # the last T of a padded correlation: y[t] = sum_j w[j] * s[t + j] (zero outside)
+            if t + j < 5:
+                want[:, :, t] += lk.weight[:, 0, j] * seq[:, :, t + j]
+    with torch.no_grad():
+        assert torch.allclose(lk(f), want.reshape(1, 2, 3, 4, 5).permute(0, 3, 4, 1, 2), atol=1e-6)
+    assert net(torch.randn(1, 1, 5, 8, 8)).shape == (1, 4, 5, 4, 4)

@@ -240,6 +240,15 @@ def _is_dim0_g(g: torch.Tensor, v: torch.Tensor) -> bool:
     return g.ndim == v.ndim and g.shape[0] == v.shape[0] and all(s == 1 for s in g.shape[1:])
 
 
+def _kernel_t(conv_params: dict) -> int:
+    """The temporal kernel size of a conv_params mapping (1 when unreadable)."""
+    k = conv_params.get("kernel_size", 1)
+    try:
+        return int(k) if isinstance(k, int) else int(list(k)[0])
+    except (TypeError, ValueError, IndexError):
+        return 1
+
+
 # ----------------------------------------------------------------------------------------------
 # reading the state dict
 # ----------------------------------------------------------------------------------------------
@@ -725,6 +734,7 @@ class _Mapper:
         self.map_refactor_grus()
         self.map_safe_grn()
         self.map_block_dims()
+        self.map_old_block_padding()
         mod = self.cfg.get("modulator") or {}
         if str(mod.get("type", "")).lower() == "pc":
             params = mod.get("params")
@@ -796,6 +806,37 @@ class _Mapper:
             self.notes.append(f"{len(targets)} ConvBlock(s) set to dim: 3 (VisionCore padded / pooled them as 3-D "
                               f"blocks then): {', '.join(c for _, c in targets)}")
 
+    def map_old_block_padding(self) -> None:
+        """Before 2521dd0 a ConvBlock's default order had no ``pad`` step: a block with ``causal: false``
+        used its conv's own padding (today's default order makes it a valid conv), and a causal block
+        padded with its conv's ``padding_mode`` (today: always replicate)."""
+        if self.era.since("2521dd0"):
+            return
+        old_order = ["conv", "norm", "act", "dropout", "pool"]
+        for _, bc, cpath in self.conv_sites():
+            cp = bc.get("conv_params")
+            if not isinstance(cp, dict) or "order" in bc:
+                continue
+            pad = cp.get("padding", 0)
+            padded = any(pad) if isinstance(pad, (list, tuple)) else bool(pad)
+            mode = str(cp.get("padding_mode", "replicate"))
+            if bc.get("causal", True) is False:
+                if padded and self.era.before("2521dd0"):
+                    bc["order"] = list(old_order)
+                    self.notes.append(f"{cpath}.order: {old_order} (the default of VisionCore before 2521dd0: a "
+                                      "non-causal block used its conv's own padding)")
+                elif padded:
+                    self.notes.append(f"{cpath}: a non-causal block is assumed to be from VisionCore 2521dd0 or later "
+                                      "(an unpadded conv); before 2521dd0 it used its conv's own padding (set "
+                                      f"order: {old_order} in the model config for that)")
+            elif mode != "replicate" and (padded or _kernel_t(cp) > 1):
+                msg = (f"{mode!r} on a causal block: VisionCore before 2521dd0 padded such a block with this mode, "
+                       "neurotrain's causal pad is replicate")
+                if self.era.before("2521dd0"):
+                    raise self.err(f"{cpath}.conv_params.padding_mode", msg + "; this checkpoint cannot be converted")
+                self.notes.append(f"{cpath}.conv_params.padding_mode: {msg}; the checkpoint is assumed to be from "
+                                  "2521dd0 or later")
+
     def map_safe_grn(self) -> None:
         """The ``grn`` norm before 2521dd0 was SafeGRN (keys ``offset`` [1], ``gamma``/``beta`` [C]):
         every ``grn`` norm of the config gets ``grn_version: safe`` when the file has such keys."""
@@ -810,6 +851,8 @@ class _Mapper:
             if isinstance(node, dict):
                 for type_key, params_key in (("norm_type", "norm_params"),
                                              ("resnet_shortcut_norm_type", "resnet_shortcut_norm_params")):
+                    if type_key == "norm_type" and "conv_params" not in node:
+                        continue  # not a ConvBlock (e.g. x3d's params: its 'grn' is always the SafeGRN)
                     if str(node.get(type_key, "")).lower() == "grn":
                         if not isinstance(node.get(params_key), dict):
                             node[params_key] = {}
@@ -995,10 +1038,18 @@ _REFUSED_STEMS = {
                "plenoptic package's LaplacianPyramid) has no neurotrain equivalent; this checkpoint cannot be converted",
 }
 
+_POLAR = ("b0c42be..2521dd0^", "Polar-V1 was one coupled architecture (a polar filter-bank convnet, a behaviour modulator, "
+          "recurrent dynamics with fixation/saccade time constants, a multi-level readout and an optional JEPA loss) "
+          "whose stages passed tuples and lists to each other through special wiring in the model class; it cannot be "
+          "expressed as neurotrain's stage-by-stage model")
+# type -> (VisionCore commits in which it could be built, why neurotrain refuses it)
 _REMOVED_TYPES = {
-    "convnet": {"x3d": "2521dd0", "x3dnet": "2521dd0", "shifttcn": "2521dd0", "vivit": "2521dd0",
-                "polar": "2521dd0"},
-    "modulator": {"polar": "2521dd0"},
+    "convnet": {"vivit": ("e4842e5..2521dd0^", "a video transformer (tubelet embedding, rotary position embeddings, "
+                          "transformer blocks) used by two experiment configs; rebuilding it is out of proportion"),
+                "polar": _POLAR},
+    "modulator": {"polar": _POLAR},
+    "recurrent": {"polar": _POLAR},
+    "readout": {"polar": _POLAR},
 }
 
 
@@ -1021,7 +1072,8 @@ def _check_component_types(where, cfg: dict, era: "_Range") -> None:
         t = str(block["type"]).lower()
         if t not in types:
             removed = _REMOVED_TYPES.get(comp, {}).get(t)
-            why = (f"a VisionCore {comp} type removed in {removed}" if removed else f"not a {comp} type neurotrain has")
+            why = (f"a {comp} type of VisionCore {removed[0]} (removed in 2521dd0): {removed[1]}" if removed
+                   else f"not a {comp} type neurotrain has")
             raise CheckpointError(where, f"model.{comp}.type", f"{block['type']!r} is {why} (checkpoint era {era.name}); "
                                   f"neurotrain has {', '.join(sorted(types))}: this checkpoint cannot be converted")
 
@@ -1206,9 +1258,7 @@ def load_legacy_checkpoint(path: str | Path, model_config: str | Path | dict | N
         msg = str(err)
         key = msg.split(":", 1)[0] if ":" in msg else "model_config"
         raise CheckpointError(cfg_source if not has_cfg_dict else path, key,
-                              f"{msg.split(':', 1)[-1].strip()} (checkpoint era {era.name}; VisionCore module types "
-                              "removed before 2521dd0 such as x3d, shifttcn, vivit, polar or convlstm have no "
-                              "neurotrain equivalent)") from None
+                              f"{msg.split(':', 1)[-1].strip()} (checkpoint era {era.name})") from None
     sd_final = mapper.finish(model)
     model.load_state_dict(sd_final, strict=True)
     model.eval()

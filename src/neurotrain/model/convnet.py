@@ -307,5 +307,8 @@ class IdentityConvNet(nn.Identity):
         self.output_channels = initial_channels
 
 
+from .shifttcn import ShiftTCN  # noqa: E402 - refactor-era backbones (model/shifttcn.py, model/x3d.py)
+from .x3d import X3DNet  # noqa: E402
+
 CONVNET_TYPES = {"resnet": ResNet, "densenet": DenseNet, "vanilla": VanillaCNN, "cnn": VanillaCNN,
-                 "conv": VanillaCNN}
+                 "conv": VanillaCNN, "x3d": X3DNet, "x3dnet": X3DNet, "shifttcn": ShiftTCN}
