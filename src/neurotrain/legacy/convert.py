@@ -26,8 +26,12 @@ Eras (commit ids of Yates-Lab/VisionCore; see ``shared/spec`` for the full key t
 -----------------------------------------------------------------------------------------
 Every era-specific key or hyper-parameter narrows the range of commits that could have written the
 file; the result is reported as ``era`` (e.g. ``"fc9080f+"`` or ``"32efae1..2521dd0^"``) and a
-contradiction (keys of two eras that never coexisted) is an error naming both keys. Mapped (each
-verified against the VisionCore code of its era, built, perturbed and run on random inputs):
+contradiction (keys of two eras that never coexisted) is an error naming both keys. Where the range
+straddles a change the newer code is assumed unless stated otherwise, with a note. Every layout
+below was verified against the VisionCore code of its era (built, perturbed, saved, converted and
+run on random inputs; max abs difference below 1e-5 in eval mode, mostly below 3e-7).
+
+*Mapped* (keys renamed, config translated, same modules):
 
 * ``model._orig_mod.`` prefix (compiled runs before fc9080f) and ``model.`` prefix;
 * weight norm: hook form ``weight_g``/``weight_v`` (967077f..32efae1^), torch parametrization
@@ -37,36 +41,73 @@ verified against the VisionCore code of its era, built, perturbed and run on ran
   slot filled with the effective weight. CAUTION, hook form: that era's conv wrapper bypassed the
   hook, so VisionCore's forward used the weight computed when the model was built, which is not in
   the file; neurotrain uses ``g * v / ||v||`` and says so in ``notes``;
-* ResNet ``shortcut.0.weight`` (before 5e693f2) -> ``shortcut.weight``; ResNets not certainly
-  from 2521dd0 or later are built with ``convnet.params.shortcut_crop: both`` (the older crop rule,
-  identical to the current one wherever that one works);
+* ResNet shortcut ``shortcut.0.weight`` (before 5e693f2) -> ``shortcut.weight``, and the options of
+  that era (``resnet_shortcut_projection``, ``resnet_shortcut_params`` kernel/bias,
+  ``resnet_shortcut_norm_type``/``_params``): ``shortcut.0.bias`` -> ``shortcut.bias``,
+  ``shortcut.1.*`` -> ``shortcut_norm.*`` (the keys are dropped, with a note, from newer files,
+  whose code ignored them); ResNets not certainly from 2521dd0 or later are built with
+  ``convnet.params.shortcut_crop: both`` (the older crop rule, identical to the current one wherever
+  that one works);
+* ConvNets before 2521dd0: one ``block_config`` for every block (DenseNet, VanillaCNN, optionally
+  ResNet) -> ``block_configs``; the ResNet stem stored as ``convnet.layers.0`` (blocks from
+  ``layers.1``) -> ``convnet.stem`` / ``layers.0..``; a DenseNet/VanillaCNN ``stem_config`` without stem
+  weights is dropped (that code built none); a non-causal block without an explicit ``order`` gets
+  that era's default order (no ``pad`` step: its conv pads itself);
+* ConvBlocks before e353351 were all 3-D (their ``dim`` came from the convnet): blocks with a
+  temporal kernel of 1 get ``dim: 3`` (causal H/W padding, 3-D pooling); before 213b70b the causal
+  pad also padded H/W axes whose kernel is 1 (those blocks get ``dim: 3`` too). Undatable either side
+  of e353351, the convnet's ``dim`` key (which the older code required) decides, with a note;
 * learnable temporal frontend: ``frontend.temporal_conv.weight [C, 1, K]`` (Conv1d, before
   8d81a39) and ``frontend.temporal_conv.conv.weight [C, 1, K]`` (8d81a39..2521dd0^) ->
   ``frontend.temporal_conv.conv.weight [C, 1, K, 1, 1]``; a ``bias`` moves along;
 * RMSNorm without ``gamma``/``beta`` (before 90907ab) -> identity ``gamma = 1``, ``beta = 0``;
-* ``pc`` modulator: predictor with ``h0`` -> ``predictor_version: late``, without -> ``early``;
-* DenseNet ``block_config`` (one block config for all blocks, refactor era) -> ``block_configs``
-  (its ignored ``stem_config`` is dropped when the file has no stem weights);
-* anti-aliasing that differs from neurotrain's windows is folded into the weights: such convs are
-  built as plain convs holding the **effective** weight the legacy forward used (``notes`` lists
-  them): conv layers before e7fb06f with ``aa_signal``/``aa_time`` (a max-normalised window on every
-  kernel axis; from 2521dd0 axes of size <= 3 were skipped), and the Conv1d frontend before 8d81a39
-  with ``anti_aliasing`` (default on from d1ba5cd to 756ea80^; symmetric Hann window, zero-padded
-  FFT low-pass (pass <= 0.45, stop >= 0.5 cycles/sample) and the window again before 90907ab, the
-  window alone after). Without the key and without a dating hyper-parameter the default-on era is
-  assumed, with a note;
 * SoftPool (``aablur``/``se_pool`` with ``use_soft``) weighted by exp(x) before 199e0d5 and by
-  exp(x / 10) since: a checkpoint certainly from before 199e0d5 is refused (neurotrain's pooling
-  has no option for exp(x); the loader sets ``pool_params.temperature: 1`` if the model code ever
-  accepts one); an undatable one is assumed newer, with a note;
-* the duplicate ``readouts.{i}.bias`` of linear readouts (dropped if present, listed as ignored).
+  exp(x / 10) since: ``pool_params.temperature: 1`` for files certainly from before 199e0d5;
+* the duplicate ``readouts.{i}.bias`` of linear readouts (dropped if present, listed as ignored);
+* early PC/STN models (e482ece's ``learned_res_small_pc``/``_stn``): adapter, frontend, convnet and
+  modulator keep today's maths (verified to 1e-7 on e482ece and 90907ab code); the only
+  era-dependent part is the frontend anti-aliasing default below.
 
-Refused by name (:class:`CheckpointError` naming the era and the key): the refactor-era recurrent /
-modulator ConvGRU ``...cell.conv_x`` layout (229991c..e353351^; its maths differ), the refactor-era
-``grn`` norm (SafeGRN, ``norm.offset``), ResNet shortcuts with a bias or norm (``shortcut.0.bias``,
-``shortcut.1.*``), frequency-domain anti-aliasing (``aa_freq``), and component types neurotrain does
-not have (``x3d``, ``shifttcn``, ``vivit``, ``polar``, ``convlstm``, ``gaussianei``/``gaussiansn``
-readouts, ...: the model config's ``type`` key is named).
+*Folded into the weights* (anti-aliasing that differs from neurotrain's windows: such convs are built
+as plain convs holding the **effective** weight the legacy forward used; ``notes`` lists them; see
+:mod:`neurotrain.legacy.aa_fold`):
+
+* conv layers before e7fb06f with ``aa_signal``/``aa_time`` (a max-normalised window on every kernel
+  axis; from 2521dd0 axes of size <= 3 were skipped);
+* ``aa_freq`` (frequency-domain low-pass of the kernel; it ran only in 32efae1..e7fb06f^, on
+  StandardConv and the depthwise part of DepthwiseConv kernels, with ``aa_fft_pad`` and
+  ``aa_double_time``);
+* the Conv1d frontend before 8d81a39 with ``anti_aliasing`` (default on from d1ba5cd to 756ea80^;
+  symmetric Hann window, zero-padded FFT low-pass (pass <= 0.45, stop >= 0.5 cycles/sample) and the
+  window again before 90907ab, the window alone after). Without the key and without a dating
+  hyper-parameter the default-on era is assumed, with a note (229991c..d1ba5cd^ had none; pass
+  ``frontend.params.anti_aliasing: false`` for such a run).
+
+*Rebuilt* (neurotrain modules with that era's maths, selected by a config key the converter sets;
+legacy key names):
+
+* the refactor-era ConvGRU ``cell.conv_x``/``cell.conv_h`` (229991c..2521dd0^) of ``recurrent:
+  convgru`` (final state only, ``fast_phase``) and of the ``convgru`` modulator (with its options
+  ``use_layer_norm``, ``learnable_h0``, ``use_depthwise``, ``use_grouped``/``num_groups``,
+  ``use_residual``, ``grad_clip_val``): ``convgru_version: early`` (no ``h0``/GroupNorm, before
+  90907ab) or ``late`` (90907ab..2521dd0^); the ``pc`` predictor the same way (``predictor_version``);
+  ``recurrent: convlstm`` (91c47f9..2521dd0^, ``cell.gates``). See
+  :mod:`neurotrain.model.refactor_rnn`. (The recurrent ConvGRU of 2521dd0..e353351^ could not be
+  built: no such checkpoint exists.);
+* the ``grn`` norm before 2521dd0 (SafeGRN, ``norm.offset``): ``norm_params.grn_version: safe``;
+* readouts ``gaussianei``/``gaussiansn`` (91c47f9..2521dd0^; ``frac_inhib``, which never ran, is
+  refused);
+* convnets ``x3d``/``x3dnet`` and ``shifttcn`` (91c47f9..2521dd0^).
+
+*Refused by name* (:class:`CheckpointError` naming the key, the commit range and the reason):
+``aa_freq`` on a file dated before 32efae1 (it called ``numpy.fft.next_fast_len``, which does not
+exist) or on the Conv1d frontend (its 1-D window never ran); a ``convnet.params.dim`` other than 3
+before e353351 (2-D blocks on 5-D input never ran); a causal block with a ``padding_mode`` other
+than replicate before 2521dd0 (it padded with that mode; neurotrain's causal pad is replicate);
+the ``pyramid`` ResNet stem (32efae1..e353351^, built on plenoptic's Laplacian pyramid); the
+``vivit`` convnet (e4842e5..2521dd0^, a video transformer, out of proportion) and the Polar-V1
+types ``polar`` (convnet, modulator, recurrent, readout; b0c42be..2521dd0^, one coupled architecture
+with its own wiring); any other unknown ``type`` (the model config's key is named).
 """
 
 from __future__ import annotations
@@ -576,8 +617,10 @@ class _Mapper:
                         self.notes.append(
                             "frontend anti-aliasing assumed ON (the default of VisionCore d1ba5cd..756ea80^, "
                             "2025-10-08 17:33 .. 2025-10-10 12:58, when frontend.params.anti_aliasing is not set); "
-                            "for a run of code from before d1ba5cd or from 756ea80..929b842^ pass a model config "
-                            "with frontend.params.anti_aliasing: false")
+                            "for a run of code from before d1ba5cd (whose training module built the model with the "
+                            "external DataYatesV1 package; VisionCore's copy of it had a plain Conv1d) or from "
+                            "756ea80..929b842^ pass a model config with frontend.params.anti_aliasing: false "
+                            "(the predictions of the two readings differ, e.g. by 0.07 for the shipped PC model)")
             if on:
                 version = "v2" if self.era.since("90907ab") else "v1"
                 if version == "v1" and not self.era.before("90907ab"):
