@@ -515,7 +515,8 @@ class MultiDatasetDM:
         if self.enable_curriculum:
             sampler = ContrastWeightedSampler.from_dataset(data.train, self.batch, warmup_steps=8000, **kw)
             # legacy attribute: per-sample contrast (newest frame), divided by the global median
-            self.contrast_scores = {n: torch.from_numpy(np.asarray(c)) for n, c in zip(self.names, sampler.contrast)}
+            self.contrast_scores = {n: torch.from_numpy(np.asarray(c[:], dtype=np.float32) / np.float32(sampler.median))
+                                    for n, c in zip(self.names, sampler.contrast)}
         else:
             sampler = SessionBatchSampler(data.train.sizes, self.batch, shuffle=True, **kw)
         self.train_sampler = sampler

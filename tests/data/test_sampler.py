@@ -86,3 +86,25 @@ def test_resume_with_a_different_seed_is_refused():
     s = SessionBatchSampler(SIZES, 8, seed=1)
     with pytest.raises(ValueError, match="seed"):
         s.load_state_dict({"seed": 2, "epoch": 0, "batches_consumed": 0})
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_many_sessions_each_sample_once_per_epoch_across_ranks_and_resume(world):
+    """200 sessions of uneven sizes (the bench_scale layout, smaller): every sample exactly once per epoch over
+    the ranks' shards, equal step counts, and a mid-epoch resume yields exactly the remaining global batches."""
+    sizes = np.random.default_rng(world).integers(1, 400, size=200).tolist()
+    s = SessionBatchSampler(sizes, 16, seed=11, num_replicas=world)
+    for epoch in (0, 1):
+        s.set_epoch(epoch)
+        shards = [list(BatchSamplerShard(s, num_processes=world, process_index=r, even_batches=False))
+                  for r in range(world)]
+        assert len({len(x) for x in shards}) == 1
+        drawn = sorted(i for x in shards for b in x for i in b)
+        assert drawn == list(range(sum(sizes)))
+        for b in (b for x in shards for b in x):
+            assert len({int(np.searchsorted(s.offsets, i, side="right")) for i in b}) == 1  # one session
+    full = list(s)
+    resumed = SessionBatchSampler(sizes, 16, seed=11, num_replicas=world)
+    resumed.load_state_dict({"seed": 11, "epoch": 1, "batches_consumed": 100})
+    resumed.set_epoch(1)
+    assert list(resumed) == full[100:]

@@ -26,9 +26,14 @@ This is the legacy ``ContrastWeightedSampler`` (legacy spec §4.5-4.6) done righ
 * **Global view, single-session batches.** The skeleton of an epoch (which session each batch comes
   from and its size) is the plain policy's batch list for ``(seed, epoch)``; during warm-up, batch ``b``
   is replaced by ``len(b)`` samples of the same session drawn *without replacement* with
-  probabilities ∝ ``w`` (successive multinomial draws without replacement, implemented with the
-  equivalent exponential-keys method of Efraimidis & Spirakis: the ``k`` smallest ``E_i / w_i``,
-  ``E_i ~ Exp(1)``, in increasing order), from a generator seeded by ``(seed, epoch, b)``. Every batch
+  probabilities ∝ ``w`` (successive draws without replacement), from a generator seeded by
+  ``(seed, epoch, b)``. They are drawn by rejection: propose a sample uniformly from the session, accept it
+  with probability ``w_i`` (``<= 1``), ignore one already taken; the accepted samples, in order, are exactly
+  successive draws ∝ ``w`` among the samples not yet taken. This costs about ``len(b) / mean(w)`` proposals,
+  whatever the session's size (the session's weights are never all computed); when acceptance is very low
+  (mostly blank frames) or fewer than ``len(b)`` samples have a positive weight, the batch is drawn instead
+  with the exponential-keys method of Efraimidis & Spirakis over the whole session (the ``k`` smallest
+  ``E_i / w_i``, ``E_i ~ Exp(1)``), the same distribution. Every batch
   is therefore a pure function of ``(seed, epoch, s(b), b)``; all ranks build the same sequence and
   Accelerate shards it. During warm-up a sample may appear in several batches of an epoch (never twice in
   one batch) and low-contrast samples less often; the number of batches per epoch is unchanged.
@@ -39,6 +44,10 @@ This is the legacy ``ContrastWeightedSampler`` (legacy spec §4.5-4.6) done righ
 Zero weights (blank frames, ``c = 0``) are never drawn while positive-weight samples remain; if a
 batch needs more samples than have positive weight, the rest are filled from the zero-weight ones
 (uniformly).
+
+Memory: contrast is read per sample from each session's cached per-frame scores (memory-mapped) through the
+dataset's sample times; the global median is exact, found in two passes over 16-bit buckets of the float32
+scores, so no array of all samples' contrast is ever built (100M samples would otherwise need 0.4-1.6 GB).
 """
 
 from __future__ import annotations
@@ -92,12 +101,13 @@ def frame_contrast(frames_uint8: np.ndarray, chunk: int = 4096) -> np.ndarray:
     return out
 
 
-def session_contrast(session, chunk: int = 4096) -> np.ndarray:
+def session_contrast(session, chunk: int = 4096, mmap: bool = False) -> np.ndarray:
     """:func:`frame_contrast` of a session's frames, cached as ``<session.path>/neurotrain_contrast.npy``.
 
     The cache is reused when it exists, has ``session.n_frames`` entries and is not older than the
     session's data files; otherwise it is (re)computed and written atomically (a temporary file in the
-    same folder, then ``os.replace``). A read-only session folder just skips the cache.
+    same folder, then ``os.replace``). A read-only session folder just skips the cache. ``mmap``: return
+    the cache memory-mapped (read-only) instead of loaded.
     """
     path = Path(session.path) / CONTRAST_FILENAME
     n = int(session.n_frames)
@@ -109,9 +119,9 @@ def session_contrast(session, chunk: int = 4096) -> np.ndarray:
                 if os.path.exists(f) and os.stat(f).st_mtime > cmt:
                     fresh = False
             if fresh:
-                c = np.load(path, allow_pickle=False)
-                if c.ndim == 1 and len(c) == n:
-                    return c.astype(np.float32, copy=False)
+                c = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+                if c.ndim == 1 and len(c) == n and c.dtype == np.float32:
+                    return c
         except (OSError, ValueError):
             pass
     c = frame_contrast(session.frames, chunk=chunk)
@@ -123,14 +133,63 @@ def session_contrast(session, chunk: int = 4096) -> np.ndarray:
     return c
 
 
-def sample_contrast(dataset) -> list[np.ndarray]:
-    """Raw (un-normalised) contrast of each training sample of a ``MultiSessionDataset``, per session.
+class SessionContrast:
+    """The raw contrast of one session's samples, read on demand: ``c[i]`` = per-frame contrast of the newest
+    frame of sample ``i`` (``frames[times[i] - newest]``); ``frames`` may be a memory map."""
 
-    Sample ``j`` of session ``s`` (time ``t = dataset.times[s][j]``) gets the contrast of its newest
-    frame, ``t - min(lags)``.
-    """
+    def __init__(self, frame_scores: np.ndarray, times: np.ndarray, newest: int = 0):
+        self.frame_scores, self.times, self.newest = frame_scores, times, int(newest)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        t = np.asarray(self.times[idx], dtype=np.int64) - self.newest
+        return np.asarray(self.frame_scores[t], dtype=np.float32)
+
+
+def sample_contrast(dataset) -> list[SessionContrast]:
+    """Raw (un-normalised) contrast of each training sample of a ``MultiSessionDataset``, per session, as lazy
+    :class:`SessionContrast` views (``np.asarray(view[:])`` gives the array). Sample ``t`` gets its newest
+    frame's score, frame ``t - min(lags)``."""
     newest = int(np.min(dataset.lags)) if len(dataset.lags) else 0
-    return [session_contrast(s)[np.asarray(t, dtype=np.int64) - newest] for s, t in zip(dataset.sessions, dataset.times)]
+    return [SessionContrast(session_contrast(s, mmap=True), np.asarray(t), newest)
+            for s, t in zip(dataset.sessions, dataset.times)]
+
+
+def _scan(contrast) -> tuple[float, list[int]]:
+    """(the exact median of all samples' contrast, the number of positive scores per session), in two passes over
+    16-bit buckets of the float32 scores (their bit patterns order like the values, all being >= 0), reading
+    each session in chunks: no array of all samples is built. The median is ``numpy.median``'s (the mean of the
+    two middle values for an even count)."""
+    chunk = 1 << 20
+    counts = np.zeros(1 << 16, dtype=np.int64)
+    n_positive, total = [], 0
+    for c in contrast:
+        pos = 0
+        for a in range(0, len(c), chunk):
+            v = np.ascontiguousarray(c[a:a + chunk], dtype=np.float32)
+            if not np.all(np.isfinite(v)) or (v.size and v.min() < 0):
+                raise ValueError("contrast scores must be finite and >= 0")
+            counts += np.bincount(v.view(np.uint32) >> 16, minlength=1 << 16)
+            pos += int(np.count_nonzero(v > 0))
+        n_positive.append(pos)
+        total += len(c)
+    if total == 0:
+        return 1.0, n_positive
+    cum = np.cumsum(counts)
+    ranks = sorted({(total - 1) // 2, total // 2})
+    buckets = [int(np.searchsorted(cum, r, side="right")) for r in ranks]
+    inside = []
+    for c in contrast:
+        for a in range(0, len(c), chunk):
+            v = np.ascontiguousarray(c[a:a + chunk], dtype=np.float32)
+            top = v.view(np.uint32) >> 16
+            inside.append(v[(top >= buckets[0]) & (top <= buckets[-1])])
+    inside = np.sort(np.concatenate(inside))
+    below = int(cum[buckets[0] - 1]) if buckets[0] > 0 else 0
+    values = [float(inside[r - below]) for r in ranks]
+    return float(np.mean(values)), n_positive
 
 
 def curriculum_alpha(step: int, warmup_steps: int) -> float:
@@ -170,7 +229,7 @@ class ContrastWeightedSampler(SessionBatchSampler):
         session_synchronous: bool = False,
         normalize: bool = True,
     ):
-        raw = [np.asarray(c, dtype=np.float64).reshape(-1) for c in contrast]
+        raw = [c if isinstance(c, SessionContrast) else np.asarray(c, dtype=np.float32).reshape(-1) for c in contrast]
         super().__init__(
             [len(c) for c in raw], batch_size, seed=seed, shuffle=True, drop_last=drop_last,
             num_replicas=num_replicas, max_batches=max_batches, policy=policy, temperature=temperature,
@@ -180,15 +239,9 @@ class ContrastWeightedSampler(SessionBatchSampler):
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        allc = np.concatenate(raw) if raw else np.zeros(0)
-        if allc.size and (not np.all(np.isfinite(allc)) or allc.min() < 0):
-            raise ValueError("contrast scores must be finite and >= 0")
-        median = float(np.median(allc)) if (normalize and allc.size) else 1.0
-        if not median > 0:
-            median = 1.0
-        self.median = median
-        self.contrast = [(c / median).astype(np.float32) for c in raw]
-        self._has_zero = [bool(np.any(c <= 0)) for c in self.contrast]
+        self.contrast = raw  # raw scores per session (arrays or lazy views); weights divide by the median
+        median, self._n_positive = _scan(raw)
+        self.median = median if (normalize and median > 0) else 1.0
         self.warmup_steps = int(warmup_steps)
         self.accumulate = int(accumulate)
         self.step = 0
@@ -204,9 +257,11 @@ class ContrastWeightedSampler(SessionBatchSampler):
     def alpha(self, step: int) -> float:
         return curriculum_alpha(step, self.warmup_steps)
 
-    def weights(self, session: int, step: int) -> np.ndarray:
-        """``min(alpha(step) * c, 1)`` for the samples of ``session``."""
-        return np.minimum(np.float32(self.alpha(step)) * self.contrast[session], np.float32(1.0))
+    def weights(self, session: int, step: int, idx=None) -> np.ndarray:
+        """``min(alpha(step) * c / median, 1)`` (float32) for the samples ``idx`` of ``session`` (all by default)."""
+        c = self.contrast[session][slice(None) if idx is None else idx]
+        c = np.asarray(c, dtype=np.float32) / np.float32(self.median)
+        return np.minimum(np.float32(self.alpha(step)) * c, np.float32(1.0))
 
     def batch_step(self, b: int, epoch_start_step: int) -> int:
         """The optimizer step that consumes global batch ``b`` of an epoch."""
@@ -218,23 +273,43 @@ class ContrastWeightedSampler(SessionBatchSampler):
 
     # ----------------------------------------------------------------- batches
     def _draw(self, epoch: int, b: int, session: int, k: int, step: int) -> np.ndarray:
-        w = self.weights(session, step)  # float32
+        """``k`` samples of ``session`` drawn without replacement ∝ their weights at ``step`` (module docstring)."""
         rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_TAG_DRAW, epoch, b)))
+        n = self.session_sizes[session]
+        if self._n_positive[session] >= k:
+            taken = self._draw_by_rejection(rng, session, k, step, n)
+            if taken is not None:
+                return taken + self.offsets[session]
+        return self._draw_by_keys(rng, session, k, step) + self.offsets[session]
+
+    def _draw_by_rejection(self, rng, session: int, k: int, step: int, n: int) -> np.ndarray | None:
+        """Propose uniformly, accept with probability w; None when acceptance is too low to be worth it."""
+        taken: dict[int, None] = {}  # insertion-ordered set
+        budget = 64 * k + 1024
+        while len(taken) < k and budget > 0:
+            m = min(budget, 2 * (k - len(taken)) + 16)
+            budget -= m
+            i = rng.integers(0, n, size=m)
+            accept = rng.random(m, dtype=np.float32) < self.weights(session, step, i)
+            for j in i[accept].tolist():
+                if j not in taken:
+                    taken[j] = None
+                    if len(taken) == k:
+                        break
+        return np.fromiter(taken, dtype=np.int64, count=k) if len(taken) == k else None
+
+    def _draw_by_keys(self, rng, session: int, k: int, step: int) -> np.ndarray:
+        """Exponential keys over the whole session: the ``k`` smallest ``E_i / w_i`` in increasing order; samples
+        of weight 0 only after all positive ones (uniformly among themselves)."""
+        w = self.weights(session, step)
         e = rng.standard_exponential(len(w), dtype=np.float32)
-        if self._has_zero[session]:
-            pos = w > 0
-            with np.errstate(divide="ignore"):
-                keys = np.where(pos, e / np.where(pos, w, 1.0), np.inf).astype(np.float32)
-            if int(np.count_nonzero(pos)) < k:  # fill with zero-weight samples, uniformly
-                keys = np.where(pos, keys, np.max(keys[pos], initial=0.0) + 1.0 + e).astype(np.float32)
-        else:
-            keys = e / w
-        if k < len(w):
-            idx = np.argpartition(keys, k - 1)[:k]
-        else:
-            idx = np.arange(len(w))
-        idx = idx[np.argsort(keys[idx], kind="stable")]
-        return idx.astype(np.int64) + self.offsets[session]
+        pos = w > 0
+        with np.errstate(divide="ignore"):
+            keys = np.where(pos, e / np.where(pos, w, 1.0), np.inf).astype(np.float32)
+        if int(np.count_nonzero(pos)) < k:  # fill with zero-weight samples, uniformly
+            keys = np.where(pos, keys, np.max(keys[pos], initial=0.0) + 1.0 + e).astype(np.float32)
+        idx = np.argpartition(keys, k - 1)[:k] if k < len(w) else np.arange(len(w))
+        return idx[np.argsort(keys[idx], kind="stable")].astype(np.int64)
 
     def plan(self, epoch: int, epoch_start_step: int, start: int = 0) -> Iterator[tuple[np.ndarray, int, float]]:
         """Yield ``(batch, step, alpha)`` for global batches ``start ..`` of ``epoch`` (pure function)."""

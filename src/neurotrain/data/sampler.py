@@ -20,14 +20,21 @@ Determinism contract
 Batches hold *global* sample indices of a :class:`~neurotrain.data.multisession.MultiSessionDataset`
 (session ``s`` owns indices ``offsets[s] .. offsets[s] + sizes[s] - 1``).
 
+Memory and time do not grow with the number of samples: an epoch is an :class:`EpochPlan`, which holds the
+order of the epoch's units (one small int per batch: 12 MB for 1.5M batches, i.e. 100M samples in batches of
+64) and computes a batch's sample indices when it is asked for, through per-session
+:class:`~neurotrain.data.permutation.LazyPermutation` shuffles (no permutation of a session is ever held).
+Skipping consumed batches on resume is index arithmetic.
+
 Session policies (``policy``)
 -----------------------------
 ``"proportional"`` (default)
     Every sample exactly once per epoch: each session's samples are permuted (seeded by
-    ``(seed, epoch)``), cut into batches of ``batch_size`` (the last one short), and the batches of all
-    sessions are shuffled together. A session appears in proportion to its number of batches,
-    ``ceil(n_s / batch_size)``. To make the count a multiple of ``num_replicas`` the largest batches are
-    split in two (so a few batches are shorter). This is the original behaviour, bit for bit.
+    ``(seed, epoch, session)``), cut into batches of ``batch_size`` (the last one short), and the batches of
+    all sessions are shuffled together (seeded by ``(seed, epoch)``). A session appears in proportion to its
+    number of batches, ``ceil(n_s / batch_size)``. To make the count a multiple of ``num_replicas`` the
+    largest batches are split in two (the first ones in the epoch's order among equals; so a few batches
+    are shorter).
 ``"uniform"`` / ``"temperature"``
     The epoch has exactly as many batches (``session_synchronous``: groups) as the proportional epoch
     with the same arguments. The session of each batch is drawn i.i.d. with probability
@@ -96,18 +103,81 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["SessionBatchSampler", "POLICIES"]
+from neurotrain.data.permutation import LazyPermutation
+
+__all__ = ["SessionBatchSampler", "EpochPlan", "POLICIES"]
 
 POLICIES = ("proportional", "uniform", "temperature")
 
 # spawn-key tags that keep the independent random streams apart
 _TAG_COUNTS = 101
 _TAG_CYCLE = 102
+_TAG_SESSION = 103
+
+
+class EpochPlan:
+    """The global batch sequence of one epoch, computed batch by batch (a read-only sequence of int64 arrays).
+
+    ``unit_session[u]`` / ``unit_index[u]``: the session and the index in that session's stream of the epoch's
+    ``u``-th unit (a batch, or with ``session_synchronous`` a group of ``num_replicas`` batches);
+    ``permutation(s, unit_index)`` the shuffle the unit's samples come from. ``splits`` maps a unit to the
+    ``(start, stop)`` offsets inside it of the pieces it is split into (balancing the batch count over ranks).
+    """
+
+    def __init__(self, sampler: "SessionBatchSampler", unit_session: np.ndarray, unit_index: np.ndarray,
+                 permutation, splits: dict[int, list[tuple[int, int]]] | None = None):
+        self._sampler = sampler
+        self.unit_session = unit_session
+        self.unit_index = unit_index
+        self._permutation = permutation
+        self._sync = sampler.session_synchronous
+        self._per_unit = sampler.num_replicas if self._sync else 1
+        self._splits = sorted((splits or {}).items())
+        self._len = len(unit_session) * self._per_unit + sum(len(p) - 1 for _, p in self._splits)
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _locate(self, b: int) -> tuple[int, int | None]:
+        """(unit, piece) of global batch ``b``; piece None = the unit's whole batch (or its part ``b % N``)."""
+        if self._sync:
+            return b // self._per_unit, b % self._per_unit
+        extra = 0
+        for unit, pieces in self._splits:
+            first = unit + extra
+            if b < first:
+                break
+            if b < first + len(pieces):
+                return unit, b - first
+            extra += len(pieces) - 1
+        return b - extra, None
+
+    def __getitem__(self, b):
+        if isinstance(b, slice):
+            return [self[i] for i in range(*b.indices(self._len))]
+        b = int(b)
+        if b < 0:
+            b += self._len
+        if not 0 <= b < self._len:
+            raise IndexError(f"batch {b} of an epoch of {self._len}")
+        unit, piece = self._locate(b)
+        s, j = int(self.unit_session[unit]), int(self.unit_index[unit])
+        sm = self._sampler
+        lo, hi = sm._unit_span(s, j, piece if self._sync else None)
+        if piece is not None and not self._sync:
+            start, stop = dict(self._splits)[unit][piece]
+            lo, hi = lo + start, lo + stop
+        positions = np.arange(lo, hi, dtype=np.int64)
+        return self._permutation(s, j)(positions) + sm.offsets[s]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (self[b] for b in range(self._len))
 
 
 class SessionBatchSampler:
@@ -178,14 +248,14 @@ class SessionBatchSampler:
         self._skip = 0  # global batches to skip in the next pass of epoch `self._skip_epoch`
         self._skip_epoch = -1
         self._consumed = 0
-        self._cache: tuple[int, list[np.ndarray]] | None = None  # (epoch, batches) of the last epoch built
+        self._cache: tuple[int, EpochPlan] | None = None  # the plan of the last epoch built
         self._cum_counts: list[np.ndarray] = []  # policy sampling: units drawn per session before epoch e
-        self._cycle_cache: dict[tuple[int, int], list[list[np.ndarray]]] = {}
         if sum(self.session_sizes) < self.num_replicas:
             raise ValueError(
                 f"{sum(self.session_sizes)} samples cannot be spread over {self.num_replicas} ranks"
             )
         self.units_per_session = [self._n_units(n) for n in self.session_sizes]
+        self._cum_units = np.concatenate([[0], np.cumsum(self.units_per_session)]).astype(np.int64)
         if sum(self.units_per_session) == 0:
             raise ValueError("no session yields a batch (drop_last / session_synchronous with too few samples)")
         if policy != "proportional":
@@ -216,20 +286,27 @@ class SessionBatchSampler:
         bs = self.target_batch_size
         return n // bs if self.session_drop_last else -(-n // bs)
 
-    def _units(self, n: int, idx: np.ndarray) -> list[list[np.ndarray]]:
-        """Cut a session's (permuted, offset) indices into units: lists of 1 (or ``N``) batches."""
-        bs, N = self.target_batch_size, self.num_replicas
+    def _unit_span(self, s: int, j: int, part: int | None) -> tuple[int, int]:
+        """Positions ``[lo, hi)`` in session ``s``'s shuffle of unit ``j % U_s`` (``part``: which of the ``N``
+        batches of a synchronous group)."""
+        n, bs, N = self.session_sizes[s], self.target_batch_size, self.num_replicas
+        u = j % self.units_per_session[s]
         if not self.session_synchronous:
-            stop = (n // bs) * bs if self.session_drop_last else n
-            return [[idx[i : i + bs]] for i in range(0, stop, bs)]
+            return u * bs, min((u + 1) * bs, n)
+        c = u * N + int(part)  # chunk index among the session's G * N chunks
         g = self._n_groups(n)
-        if g == 0:
-            return []
-        if self.session_drop_last or n < -(-n // (bs * N)) * N:
-            chunks = [idx[i : i + bs] for i in range(0, g * N * bs, bs)]  # full batches, remainder dropped
-        else:
-            chunks = np.array_split(idx, g * N)
-        return [chunks[i : i + N] for i in range(0, g * N, N)]
+        if self.session_drop_last or n < -(-n // (bs * N)) * N:  # full batches; the remainder is not used
+            return c * bs, (c + 1) * bs
+        k = g * N  # np.array_split of n positions into k nearly equal chunks
+        q, r = divmod(n, k)
+        lo = c * q + min(c, r)
+        return lo, lo + q + (1 if c < r else 0)
+
+    def _unit_sizes(self, unit_session: np.ndarray, unit_index: np.ndarray) -> np.ndarray:
+        """Batch size of each (non-synchronous) unit."""
+        n = np.asarray(self.session_sizes, dtype=np.int64)[unit_session]
+        u = unit_index % np.asarray(self.units_per_session, dtype=np.int64)[unit_session]
+        return np.minimum((u + 1) * self.target_batch_size, n) - u * self.target_batch_size
 
     def _truncated_units(self, n_units: int) -> int:
         """Apply ``max_batches`` (and, without synchronous grouping, round up to a multiple of N)."""
@@ -244,67 +321,88 @@ class SessionBatchSampler:
             return n_units
         return -(-n_units // N) * N  # what splitting the largest batches gives
 
-    # ----------------------------------------------------------------- epoch construction
+    # ----------------------------------------------------------------- shuffles
     def _rng(self, epoch: int) -> np.random.Generator:
         return np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
 
-    def batches_for_epoch(self, epoch: int) -> list[np.ndarray]:
-        """The full global batch list of ``epoch`` (before any resume skip)."""
+    def _epoch_shuffle(self, epoch: int):
+        """Proportional epochs: session ``s``'s shuffle in ``epoch`` (the identity without ``shuffle``)."""
+        if not self.shuffle:
+            return lambda s, j: _identity
+        perms: dict[int, LazyPermutation] = {}
+
+        def perm(s: int, j: int) -> LazyPermutation:
+            if s not in perms:
+                perms[s] = LazyPermutation(self.session_sizes[s], (self.seed, _TAG_SESSION, epoch, s))
+            return perms[s]
+
+        return perm
+
+    def _cycle_shuffle(self, s: int, j: int) -> LazyPermutation:
+        """Policy epochs: the shuffle of cycle ``j // U_s`` of session ``s``'s endless stream."""
+        k = j // self.units_per_session[s]
+        return LazyPermutation(self.session_sizes[s], (self.seed, _TAG_CYCLE, s, k))
+
+    # ----------------------------------------------------------------- epoch construction
+    def batches_for_epoch(self, epoch: int) -> EpochPlan:
+        """The global batch sequence of ``epoch`` (before any resume skip), as a lazy :class:`EpochPlan`."""
         epoch = int(epoch)
         if self._cache is None or self._cache[0] != epoch:
             if self.policy == "proportional":
-                if self.session_synchronous:
-                    batches = self._proportional_synchronous(epoch)
-                else:
-                    batches = self._proportional(epoch)
+                plan = self._proportional(epoch)
             else:
-                batches = self._policy_epoch(epoch)
-            self._cache = (epoch, batches)
-        return list(self._cache[1])
+                plan = self._policy_epoch(epoch)
+            self._cache = (epoch, plan)
+        return self._cache[1]
 
-    def _proportional(self, epoch: int) -> list[np.ndarray]:
-        rng = self._rng(epoch)
-        bs = self.target_batch_size
-        batches: list[np.ndarray] = []
-        for s, n in enumerate(self.session_sizes):
-            idx = np.arange(n, dtype=np.int64)
-            if self.shuffle:
-                idx = rng.permutation(n)
-            idx = idx + self.offsets[s]
-            stop = (n // bs) * bs if self.session_drop_last else n
-            batches.extend(idx[i : i + bs] for i in range(0, stop, bs))
-        if self.shuffle:
-            order = rng.permutation(len(batches))
-            batches = [batches[i] for i in order]
-        if self.max_batches is not None and len(batches) > self.max_batches:
+    def _proportional(self, epoch: int) -> EpochPlan:
+        U = int(self._cum_units[-1])
+        order = self._rng(epoch).permutation(U) if self.shuffle else np.arange(U, dtype=np.int64)
+        unit_session = (np.searchsorted(self._cum_units, order, side="right") - 1).astype(np.int64)
+        unit_index = order - self._cum_units[unit_session]
+        perm = self._epoch_shuffle(epoch)
+        if self.session_synchronous:
+            n = self._truncated_units(U)
+            return EpochPlan(self, unit_session[:n], unit_index[:n], perm)
+        if self.max_batches is not None and U > self.max_batches:
             # A truncated epoch keeps whole batches, a multiple of num_replicas of them.
             keep = max(self.max_batches - self.max_batches % self.num_replicas, self.num_replicas)
-            if keep <= len(batches):
-                return batches[:keep]
-        return self._split_to_multiple(batches)
+            if keep <= U:
+                return EpochPlan(self, unit_session[:keep], unit_index[:keep], perm)
+        splits = self._balancing_splits(self._unit_sizes(unit_session, unit_index))
+        return EpochPlan(self, unit_session, unit_index, perm, splits)
 
-    def _proportional_synchronous(self, epoch: int) -> list[np.ndarray]:
-        rng = self._rng(epoch)
-        units: list[list[np.ndarray]] = []
-        for s, n in enumerate(self.session_sizes):
-            idx = rng.permutation(n) if self.shuffle else np.arange(n, dtype=np.int64)
-            units.extend(self._units(n, idx.astype(np.int64) + self.offsets[s]))
-        if self.shuffle:
-            order = rng.permutation(len(units))
-            units = [units[i] for i in order]
-        units = units[: self._truncated_units(len(units))]
-        return [b for u in units for b in u]
-
-    def _split_to_multiple(self, batches: list[np.ndarray]) -> list[np.ndarray]:
-        """Split the largest batches in two until the count is a multiple of ``num_replicas``."""
-        while len(batches) % self.num_replicas:
-            j = max(range(len(batches)), key=lambda k: (len(batches[k]), -k))
-            big = batches[j]
-            if len(big) < 2:
+    def _balancing_splits(self, sizes: np.ndarray) -> dict[int, list[tuple[int, int]]]:
+        """Split the largest batches in two (the earliest in the epoch among equals) until the batch count is a
+        multiple of ``num_replicas``; returns unit -> the ``(start, stop)`` pieces it is cut into."""
+        missing = (-len(sizes)) % self.num_replicas
+        pieces: dict[int, list[tuple[int, int]]] = {}
+        unsplit = sizes.astype(np.int64).copy()
+        for _ in range(missing):
+            u = int(np.argmax(unsplit))  # the first of the largest unsplit batches
+            best = (int(unsplit[u]), -self._first_batch(u, pieces), u, None)
+            for v, ps in pieces.items():  # pieces of batches split before (at most N - 2 of them)
+                for i, (a, b) in enumerate(ps):
+                    cand = (b - a, -(self._first_batch(v, pieces) + i), v, i)
+                    if cand[:2] > best[:2]:
+                        best = cand
+            size, _, unit, piece = best
+            if size < 2:
                 raise ValueError("not enough samples to give every rank a batch")
-            half = (len(big) + 1) // 2
-            batches[j : j + 1] = [big[:half], big[half:]]
-        return batches
+            if piece is None:
+                half = (size + 1) // 2
+                pieces[unit] = [(0, half), (half, size)]
+                unsplit[unit] = -1
+            else:
+                a, b = pieces[unit][piece]
+                half = (b - a + 1) // 2
+                pieces[unit][piece:piece + 1] = [(a, a + half), (a + half, b)]
+        return pieces
+
+    @staticmethod
+    def _first_batch(unit: int, pieces: dict[int, list[tuple[int, int]]]) -> int:
+        """Global batch index of ``unit``'s first batch, given the pieces of the units split so far."""
+        return unit + sum(len(p) - 1 for v, p in pieces.items() if v < unit)
 
     # ---- uniform / temperature
     def units_per_epoch(self) -> int:
@@ -327,28 +425,17 @@ class SessionBatchSampler:
             self._cum_counts.append(self._cum_counts[-1] + self.session_counts(e))
         return self._cum_counts[epoch]
 
-    def _cycle(self, s: int, k: int) -> list[list[np.ndarray]]:
-        key = (s, k)
-        if key not in self._cycle_cache:
-            if len(self._cycle_cache) > 4 * len(self.session_sizes) + 16:
-                self._cycle_cache.clear()
-            n = self.session_sizes[s]
-            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(_TAG_CYCLE, s, k)))
-            self._cycle_cache[key] = self._units(n, rng.permutation(n).astype(np.int64) + self.offsets[s])
-        return self._cycle_cache[key]
-
-    def _policy_epoch(self, epoch: int) -> list[np.ndarray]:
+    def _policy_epoch(self, epoch: int) -> EpochPlan:
         rng = self._epoch_rng(epoch)
         counts = rng.multinomial(self.units_per_epoch(), self.session_probs).astype(np.int64)
-        order = rng.permutation(np.repeat(np.arange(len(counts)), counts))
-        pos = self._start_positions(epoch).copy()
-        batches: list[np.ndarray] = []
-        for s in order.tolist():
-            u = self.units_per_session[s]
-            j = int(pos[s])
-            pos[s] += 1
-            batches.extend(self._cycle(s, j // u)[j % u])
-        return batches
+        unit_session = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int64), counts))
+        # the k-th occurrence of session s in the epoch is unit start[s] + k of its stream
+        by_session = np.argsort(unit_session, kind="stable")
+        first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+        rank = np.empty(len(unit_session), dtype=np.int64)
+        rank[by_session] = np.arange(len(unit_session)) - np.repeat(first, counts)
+        unit_index = self._start_positions(epoch)[unit_session] + rank
+        return EpochPlan(self, unit_session, unit_index, self._cycle_shuffle)
 
     # ----------------------------------------------------------------- iteration
     def set_step(self, step: int) -> None:
@@ -362,11 +449,11 @@ class SessionBatchSampler:
         return int(np.searchsorted(self.offsets, int(batch[0]), side="right") - 1)
 
     def __iter__(self) -> Iterator[list[int]]:
-        batches = self.batches_for_epoch(self.epoch)
+        plan = self.batches_for_epoch(self.epoch)
         skip = self._skip if self._skip_epoch == self.epoch else 0
         self._skip, self._skip_epoch = 0, -1
-        for b in batches[skip:]:
-            yield b.tolist()
+        for b in range(skip, len(plan)):
+            yield plan[b].tolist()
 
     def __len__(self) -> int:
         n = len(self.batches_for_epoch(self.epoch))
@@ -389,3 +476,7 @@ class SessionBatchSampler:
         self.epoch = int(state["epoch"])
         self._consumed = int(state["batches_consumed"])
         self._skip, self._skip_epoch = self._consumed, self.epoch
+
+
+def _identity(positions) -> np.ndarray:
+    return np.asarray(positions, dtype=np.int64)
