@@ -11,6 +11,7 @@ into the checkpoint's registry). :func:`neurotrain.sources.build_data` does both
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,16 @@ class DataBundle:
     @property
     def n_neurons(self) -> list[int]:
         return [s.n_neurons for s in self.sessions]
+
+
+def release_freed_memory() -> None:
+    """Hand the memory of the temporary arrays the split just freed back to the operating system (glibc keeps
+    freed blocks of a few MB in its heap: at 100M samples about 1.2 GB per rank would otherwise stay resident
+    for the whole run). A no-op where the C library has no ``malloc_trim``."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def response_moments(session: Session, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,6 +165,8 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
     kw = dict(use_behavior=cfg.use_behavior, stim_dtype=cfg.stim_dtype, history_lags=history_lags)
     train = MultiSessionDataset(sessions, train_times, lags, **kw)
     val = MultiSessionDataset(sessions, val_times, lags, **kw)
+    del train_times, val_times  # int64; the datasets keep int32 copies
+    release_freed_memory()
     return DataBundle(sessions, train, val, lags, registry, oracle_trials, report)
 
 

@@ -45,6 +45,14 @@ class SplitReport:
     shared_stimuli: int = 0                                 # stimuli seen in more than one session
 
 
+def _trials(tids: np.ndarray) -> np.ndarray:
+    """The distinct trial ids of time-ordered samples (runs first: millions of samples, a few hundred trials)."""
+    tids = np.asarray(tids)
+    if tids.size == 0:
+        return tids
+    return np.unique(tids[np.concatenate([[True], tids[1:] != tids[:-1]])])
+
+
 def leakage_safe_splits(sessions, train_times, val_times, repeats: str = "val"):
     """Apply the rules above. Returns ``(train_times, val_times, oracle_trials, report)``; ``oracle_trials``
     lists, per session, the trial ids of repeated stimuli (empty where there are none)."""
@@ -64,12 +72,12 @@ def leakage_safe_splits(sessions, train_times, val_times, repeats: str = "val"):
         oracle_trials.append(reps)
         if repeats == "val":
             held_out.update(h[tid] for tid in reps)
-        held_out.update(h[int(t)] for t in np.unique(trial_of[i][val_times[i]]))
+        held_out.update(h[int(t)] for t in _trials(trial_of[i][val_times[i]]))
     report = SplitReport(shared_stimuli=sum(1 for v in seen_in.values() if len(v) > 1))
     new_train, new_val = [], []
     for i, h in enumerate(hashes):
         tids = trial_of[i][train_times[i]]
-        bad_trials = {tid for tid in np.unique(tids).tolist() if h[int(tid)] in held_out}
+        bad_trials = {tid for tid in _trials(tids).tolist() if h[int(tid)] in held_out}
         move = np.isin(tids, list(bad_trials)) if bad_trials else np.zeros(len(tids), bool)
         new_train.append(train_times[i][~move])
         new_val.append(np.sort(np.concatenate([val_times[i], train_times[i][move]])))

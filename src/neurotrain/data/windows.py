@@ -55,9 +55,11 @@ def valid_sample_times(trial_ids: np.ndarray, dfs: np.ndarray, max_lag: int) -> 
     if dfs.shape[0] != trial_ids.shape[0]:
         raise ValueError(f"dfs has {dfs.shape[0]} rows but trial_ids has {trial_ids.shape[0]}")
     T = trial_ids.shape[0]
-    idx = np.arange(T, dtype=np.int64)
-    ok = (idx - run_starts(trial_ids)) >= max_lag  # implies t - max_lag >= 0
-    ok &= trial_ids >= 0
+    if max_lag == 0:  # static images: every bin is its own window
+        ok = trial_ids >= 0
+    else:
+        ok = (np.arange(T, dtype=np.int64) - run_starts(trial_ids)) >= max_lag  # implies t - max_lag >= 0
+        ok &= trial_ids >= 0
     any_valid = dfs != 0
     if any_valid.ndim > 1:
         any_valid = any_valid.reshape(T, -1).any(axis=1)
@@ -124,13 +126,23 @@ def split_by_trial_blocks(
     block_trials = int(block_trials)
     if block_trials < 1:
         raise ValueError(f"block_trials must be >= 1, got {block_trials}")
-    times = np.unique(times)
+    if times.size > 1 and not bool(np.all(times[1:] > times[:-1])):  # usually sorted and unique already
+        times = np.unique(times)
     if times.size == 0:
         return times.copy(), times.copy()
     t_trials = trial_ids[times]
-    # trials in order of first appearance (times are sorted)
-    uniq, first = np.unique(t_trials, return_index=True)
-    trials = uniq[np.argsort(first, kind="stable")]
+    # trials in order of first appearance (times are sorted). Trials are runs of equal ids; when no id comes
+    # back after a gap, the runs are the trials and everything below is O(n) (sessions of millions of samples)
+    starts = np.concatenate([[0], np.flatnonzero(t_trials[1:] != t_trials[:-1]) + 1])
+    run_ids = t_trials[starts]
+    if len(np.unique(run_ids)) == len(run_ids):
+        trials = run_ids
+        trial_of_sample = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [len(t_trials)]])))
+    else:
+        uniq, first = np.unique(t_trials, return_index=True)
+        trials = uniq[np.argsort(first, kind="stable")]
+        order = np.argsort(trials, kind="stable")
+        trial_of_sample = order[np.searchsorted(trials[order], t_trials)]
     n_trials = trials.size
     n_blocks = -(-n_trials // block_trials)
     block_of_trial = np.arange(n_trials) // block_trials
@@ -148,6 +160,5 @@ def split_by_trial_blocks(
             k = n_blocks - 1
     val_blocks = np.zeros(n_blocks, dtype=bool)
     val_blocks[perm[:k]] = True
-    val_trials = trials[val_blocks[block_of_trial]]
-    is_val = np.isin(t_trials, val_trials)
+    is_val = val_blocks[block_of_trial[trial_of_sample]]
     return times[~is_val], times[is_val]
