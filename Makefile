@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-latest lock bench
+.PHONY: setup demo test test-fast test-latest lock bench bench-scale gpu-suite
 
 # Installs the exact tested versions (requirements/constraints.txt); see scripts/setup.sh.
 setup:
@@ -35,3 +35,11 @@ bench: setup
 	$(PY) bench/bench_loader.py
 	$(PY) bench/bench_sampling.py
 	$(PY) bench/bench_loop.py --quick
+
+# 200 sessions, 100M samples (writes about 2 GB of session folders to /tmp once).
+bench-scale: setup
+	$(PY) bench/bench_scale.py
+
+# On a machine with a CUDA GPU (ARGS=--dry-run checks the commands on the CPU).
+gpu-suite: setup
+	PYTHON=$(PY) bash bench/gpu_suite.sh $(ARGS)

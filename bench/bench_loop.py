@@ -110,6 +110,12 @@ def _step_stats(step_times: list[float], warmup: int, cpu_times: list[float]) ->
 
 
 # ---------------------------------------------------------------------------------------- children
+def _peak_device_mb() -> float | None:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
 def child_loop(args) -> dict:
     """The full loop: ``train(recipe)``, timed by a hook on the per-step metrics log."""
     t_import = time.perf_counter()
@@ -155,7 +161,7 @@ def child_loop(args) -> dict:
             "first_step_from_process_s": stamps[0] - args.t_launch if args.t_launch else None,
             "first_step_from_train_s": stamps[0] - t_train,
             "setup_in_train_s": t_loop_start[0] - t_train, "imports_s": t_train - t_import,
-            "peak_rss_mb": _peak_rss_mb()}
+            "peak_rss_mb": _peak_rss_mb(), "peak_device_mb": _peak_device_mb()}
 
 
 def child_bare(args) -> dict:
@@ -183,6 +189,8 @@ def child_bare(args) -> dict:
     model = build_model(cfg, data.n_neurons, [i.get("overrides") for i in data.registry],
                         input_shape=tuple(data.registry[0]["input_shape"]))
     init_readout_biases(model, data.registry)
+    device = torch.device(args.device)
+    model.to(device)
     losses = session_losses(data.registry, model.log_input)
     opt = build_optimizer(model, recipe.train.lr, recipe.train.weight_decay, recipe.train.core_lr_scale)
     # The same sampler as the loop; a pool of its first batches, gathered and cast before timing.
@@ -190,9 +198,10 @@ def child_bare(args) -> dict:
                                          collate_fn=group_collate)
     pool = []
     for batch in loader:
-        pool.append([{"stim": cast_stim(s["stim"]) if s["stim"].dtype == torch.uint8 else s["stim"].float(),
-                      "idx": int(s["session_idx"]), "behavior": s.get("behavior"), "robs": s["robs"],
-                      "dfs": s["dfs"]} for s in batch])
+        to = lambda t: None if t is None else t.to(device)  # noqa: E731
+        pool.append([{"stim": to(cast_stim(s["stim"]) if s["stim"].dtype == torch.uint8 else s["stim"].float()),
+                      "idx": int(s["session_idx"]), "behavior": to(s.get("behavior")), "robs": to(s["robs"]),
+                      "dfs": to(s["dfs"])} for s in batch])
         if len(pool) >= min(args.steps, 32):
             break
     model.train()
@@ -212,8 +221,9 @@ def child_bare(args) -> dict:
         float(loss.detach())  # the loop reads the loss each logged step too
         step_times.append(time.perf_counter() - t0)
         cpu_times.append(time.process_time() - c0)
-    return {"run": "bare", "sessions": args.sessions, "kind": args.kind, "steps": args.steps,
-            "pool_batches": len(pool), **_step_stats(step_times, args.warmup, cpu_times), "peak_rss_mb": _peak_rss_mb()}
+    return {"run": "bare", "sessions": args.sessions, "kind": args.kind, "steps": args.steps, "device": str(device),
+            "pool_batches": len(pool), **_step_stats(step_times, args.warmup, cpu_times), "peak_rss_mb": _peak_rss_mb(),
+            "peak_device_mb": _peak_device_mb()}
 
 
 CHILDREN = {"loop": child_loop, "bare": child_bare}
@@ -222,7 +232,7 @@ CHILDREN = {"loop": child_loop, "bare": child_bare}
 def run_child(child: str, args, **over) -> dict:
     """Run one child to completion (sequentially) and return its JSON result."""
     opts = {"repeats": 1, "sessions": 4, "kind": "canonical", "steps": args.steps, "warmup": args.warmup,
-            "threads": args.threads, "data_dir": args.data_dir, "scaling_trials": args.scaling_trials, **over}
+            "threads": args.threads, "device": args.device, "data_dir": args.data_dir, "scaling_trials": args.scaling_trials, **over}
     argv = [sys.executable, __file__, "--_child", child]
     for k, v in opts.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
@@ -288,6 +298,7 @@ def main() -> None:
     ap.add_argument("--scaling-trials", type=int, default=12, help="trials per session of the 4-vs-40 runs")
     ap.add_argument("--no-progress-bar", action="store_true", help="logging.progress_bar: false in the loop runs")
     ap.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "neurotrain_bench_loop"))
+    ap.add_argument("--device", default="cpu", help="device of the bare bound (the loop uses CUDA when there is one)")
     # child-only
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sessions", type=int, default=4, help=argparse.SUPPRESS)

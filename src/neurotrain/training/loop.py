@@ -118,7 +118,7 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
         if _max_steps_reached(ctx):
             stop = None if end_of_epoch else "max_steps"
             break
-        if preempt.agreed(acc):
+        if preempt.agreed(acc, state.global_step):
             stop = f"signal {preempt.signal}"
             break
     ctx.bar.close()

@@ -16,6 +16,9 @@ class Preemption:
     """
 
     SIGNALS = ("SIGTERM", "SIGUSR1")
+    #: On N > 1 ranks the flag is all-reduced (a collective and a host sync) only every this many optimizer steps;
+    #: a signal is therefore acted on within that many steps (SLURM warns 120 s ahead).
+    EVERY_N_STEPS = 10
 
     def __init__(self):
         self.signal: int | None = None
@@ -33,10 +36,13 @@ class Preemption:
     def name(self) -> str | None:
         return None if self.signal is None else signal.Signals(self.signal).name
 
-    def agreed(self, accelerator) -> bool:
-        """True on every rank once any rank has seen a signal (a collective: call it on every rank)."""
+    def agreed(self, accelerator, step: int) -> bool:
+        """True on every rank once any rank has seen a signal, checked at optimizer ``step`` (a collective on
+        every ``EVERY_N_STEPS``-th step: call it on every rank)."""
         if accelerator.num_processes == 1:
             return self.signal is not None
+        if step % self.EVERY_N_STEPS:
+            return False
         flag = torch.tensor([0 if self.signal is None else int(self.signal)], device=accelerator.device)
         seen = int(accelerator.reduce(flag, "max"))
         if seen and self.signal is None:

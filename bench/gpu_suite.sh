@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU suite: everything neurotrain should know about one GPU, in under 8 minutes. Prints JSON and a table.
+#
+#   bash bench/gpu_suite.sh [--out DIR]        # on a machine with a CUDA GPU (default out: runs/gpu_suite)
+#   bash bench/gpu_suite.sh --dry-run          # every command on the CPU at a tiny size: checks the suite runs
+#
+# 1. precision: the canonical twin at full size, fp32 vs bf16 autocast vs bf16 + torch.compile of the core
+#    (samples/s, peak GPU memory, bf16's difference from fp32)                       bench/bench_gpu.py precision
+# 2. data path: pinned uint8 batches, non_blocking copies, cast on the GPU, against pageable / host-cast
+#                                                                                    bench/bench_gpu.py datapath
+# 3. loop: the full training loop against the bare-torch bound (samples/s, first step, peak memory)
+#                                                                                    bench/bench_loop.py --quick
+# 4. a 1-GPU DDP launch of the demo recipe (accelerate_configs/multi_gpu.yaml --num_processes 1): per-step time
+#    from its metrics log
+# Results: OUT/*.json, then bench/gpu_report.py prints them together.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=runs/gpu_suite
+DRY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) DRY=--dry-run; shift ;;
+    --out) OUT=$2; shift 2 ;;
+    *) echo "usage: $0 [--dry-run] [--out DIR]" >&2; exit 2 ;;
+  esac
+done
+PY=${PYTHON:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+mkdir -p "$OUT"
+export WANDB_MODE=disabled
+if [ -z "$DRY" ]; then
+  "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU: use --dry-run')"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$OUT/gpu.txt" || true
+fi
+echo "[gpu_suite] 1/4 precision" >&2
+"$PY" bench/bench_gpu.py precision $DRY | tail -n 1 > "$OUT/precision.json"
+echo "[gpu_suite] 2/4 data path" >&2
+"$PY" bench/bench_gpu.py datapath $DRY | tail -n 1 > "$OUT/datapath.json"
+echo "[gpu_suite] 3/4 loop vs bare bound" >&2
+if [ -z "$DRY" ]; then
+  "$PY" bench/bench_loop.py --quick --device cuda --repeats 1 | head -n 1 > "$OUT/loop.json"
+else
+  "$PY" bench/bench_loop.py --quick --steps 4 --warmup 1 --repeats 1 --scaling-trials 2 | head -n 1 > "$OUT/loop.json"
+fi
+echo "[gpu_suite] 4/4 1-GPU DDP launch" >&2
+STEPS=60
+[ -n "$DRY" ] && STEPS=3
+RUN="$OUT/ddp_run"
+rm -rf "$RUN"
+t0=$(date +%s.%N)
+"$PY" -m accelerate.commands.launch --config_file accelerate_configs/multi_gpu.yaml --num_processes 1 \
+  --main_process_port 29631 -m neurotrain train recipes/demo.yaml output_dir="$RUN" train.max_epochs=1 \
+  train.steps_per_epoch=$STEPS logging.progress_bar=false logging.log_every_n_steps=1 checkpoint.save_top_k=0 \
+  > "$OUT/ddp_run.log" 2>&1
+t1=$(date +%s.%N)
+"$PY" - "$RUN" "$t0" "$t1" > "$OUT/ddp.json" <<'PYEOF'
+import json, statistics, sys
+from pathlib import Path
+run, t0, t1 = Path(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+steps = [r["time"] for r in rows if "train_loss_step" in r]
+dts = [b - a for a, b in zip(steps, steps[1:])][len(steps) // 4:] or [float("nan")]
+print(json.dumps({"bench": "ddp_1gpu", "steps": len(steps), "step_ms_median": round(1e3 * statistics.median(dts), 2),
+                  "wall_s": round(t1 - t0, 1), "val_bps_overall": [r.get("val_bps_overall") for r in rows
+                                                                    if "val_loss" in r][-1:]}))
+PYEOF
+"$PY" bench/gpu_report.py "$OUT"
