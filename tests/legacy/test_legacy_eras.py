@@ -474,3 +474,15 @@ def test_types_without_a_neurotrain_equivalent_are_refused_with_their_commit_ran
         bad[comp] = {"type": typ, "params": {}}
         with pytest.raises(CheckpointError, match=rf"model\.{comp}\.type: '{typ}' .*VisionCore {rng}"):
             load_legacy_checkpoint(_ckpt(tmp_path / f"{comp}.ckpt", state), model_config=bad)
+
+
+def test_linear_readout_params_ignored_before_2521dd0_are_dropped(tmp_path):
+    cfg = _config(recurrent={"type": "convlstm", "params": {"hidden_dim": 4}})
+    cfg["readout"] = {"type": "linear", "params": {"bias": True}}
+    m = _model(cfg)
+    legacy = copy.deepcopy(cfg)
+    legacy["readout"]["params"].update({"initial_std": 5.0, "initial_mean_scale": 0.1})
+    lc = load_legacy_checkpoint(_ckpt(tmp_path / "lin.ckpt", m.state_dict()), model_config=legacy)
+    assert lc.model_config["readout"]["params"] == {"bias": True}
+    assert any("initial_mean_scale, initial_std dropped" in n for n in lc.notes)
+    _same(m, lc.model)

@@ -1244,6 +1244,20 @@ def load_legacy_checkpoint(path: str | Path, model_config: str | Path | dict | N
                      f"found at hyper_parameters.cfg_dir={hp.get('cfg_dir')!r}): sessions are numbered session_0.."
                      f"session_{len(n_neurons) - 1} in readout order; pass the run's dataset config for names and cids")
 
+    # before 2521dd0 the linear readout read only n_units and bias (today: any other key is an error)
+    if not era.since("2521dd0"):
+        blocks = [("model.readout", cfg.get("readout"))] + [
+            (f"sessions[{i}].readout", (ov or {}).get("readout")) for i, ov in enumerate(overrides)]
+        for where, block in blocks:
+            if isinstance(block, dict) and str(block.get("type", "")).lower() == "linear" \
+                    and isinstance(block.get("params"), dict):
+                extra = sorted(k for k in block["params"] if k not in ("n_units", "bias"))
+                for k in extra:
+                    block["params"].pop(k)
+                if extra:
+                    notes.append(f"{where}.params {', '.join(extra)} dropped: the linear readout of VisionCore before "
+                                 "2521dd0 read only n_units and bias")
+
     # readout type/bias from the weights where the configs do not say otherwise
     base = cfg.get("readout") if isinstance(cfg.get("readout"), dict) else {}
     base_rt, base_rp = base.get("type", "gaussian"), base.get("params") or {}
