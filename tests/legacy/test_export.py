@@ -309,6 +309,12 @@ def _shortcut_bias(cfg):
     cfg["convnet"]["params"]["resnet_shortcut_params"] = {"kernel_size": 1, "bias": True}
 
 
+def _refactor_era_3d_block(cfg):  # a [1, k, k] block marked 3-D (converted from before e353351)
+    b = cfg["convnet"]["params"]["block_configs"][1]
+    b["conv_params"]["kernel_size"] = [1, 3, 3]
+    b["dim"] = 3
+
+
 REFUSED = [(_gru, "model.recurrent.type", "silently drops"), (_pc, "model.modulator.type", "2521dd0"),
            (_convlstm, "model.recurrent.type", "2521dd0"),
            (_old_convgru, "model.recurrent.params.convgru_version", "refactor-era ConvGRU"),
@@ -316,7 +322,8 @@ REFUSED = [(_gru, "model.recurrent.type", "silently drops"), (_pc, "model.modula
            (_softpool_exp_x, "model.convnet.params.block_configs[1].pool_params.temperature", "exp(x / 10)"),
            (_crop_both_needed, "model.convnet.params.shortcut_crop", "crop rule"),
            (_safe_grn, "model.convnet.params.block_configs[1].norm_params.grn_version", "SafeGRN"),
-           (_shortcut_bias, "model.convnet.params.resnet_shortcut_params", "bias-free 1x1x1")]
+           (_shortcut_bias, "model.convnet.params.resnet_shortcut_params", "bias-free 1x1x1"),
+           (_refactor_era_3d_block, "model.convnet.params.block_configs[1].dim", "before e353351")]
 
 
 @pytest.mark.parametrize("mutate,key,why", REFUSED, ids=[r[1] + ":" + r[0].__name__ for r in REFUSED])

@@ -270,6 +270,17 @@ def visioncore_config(model_config: dict, model, sessions: list, source, input_s
                              "2521dd0 (SafeGRN, with an offset) is not in VisionCore HEAD")
             npar.pop("grn_version")
             notes.append(f"{path}.grn_version: current dropped (not a VisionCore key)")
+    for path, dim, block in list(_walk(cfg, "model", ("dim",))):
+        conv = block.get("conv_params") if isinstance(block, dict) else None
+        if not isinstance(conv, dict):
+            continue  # a convnet's own `dim` (ignored by both) is not a block's
+        k = conv.get("kernel_size", 1)
+        k_t = int(k[0]) if isinstance(k, (list, tuple)) and len(k) == 3 else (1 if isinstance(k, (list, tuple)) else int(k))
+        if k_t == 1:
+            raise refuse(path, f"{dim!r} on a block with temporal kernel 1: the refactor-era 3-D block (VisionCore "
+                         "before e353351: causal H/W padding, 3-D pooling); VisionCore HEAD runs such a block in 2-D")
+        block.pop("dim")
+        notes.append(f"{path} dropped (a block with a temporal kernel is 3-D in VisionCore HEAD too)")
     for path, pp, _ in _walk(cfg, "model", ("pool_params",)):
         if not isinstance(pp, dict):
             continue
