@@ -5,7 +5,8 @@
   (``data.legacy_config``: :func:`neurotrain.legacy.data_source.legacy_sources`). Either way they become
   :class:`~neurotrain.data.build.SessionSource` objects that :func:`neurotrain.data.build.assemble` splits.
 * **Weights and starting state** (:func:`from_pretrained`, :func:`start_point`): a model is a portable folder
-  (:mod:`neurotrain.checkpoint.portable`) or a legacy Lightning ``.ckpt`` (:mod:`neurotrain.legacy.convert`); a
+  (:mod:`neurotrain.checkpoint.portable`), an ensemble folder of portable folders
+  (:mod:`neurotrain.checkpoint.ensemble`) or a legacy Lightning ``.ckpt`` (:mod:`neurotrain.legacy.convert`); a
   run starts fresh, from a resumable state folder, or by continuing a legacy run
   (:class:`neurotrain.legacy.resume.LegacyRun`).
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from neurotrain.checkpoint.ensemble import is_ensemble_folder, load_ensemble
 from neurotrain.checkpoint.portable import DEFAULT_LICENSE, SCHEMA_VERSION, load_portable
 from neurotrain.checkpoint.states import StartPoint, StateFolder, StateManager
 from neurotrain.config.recipe import Recipe
@@ -55,10 +57,13 @@ def input_shape_of(recipe: Recipe) -> tuple[int, int, int, int]:
 
 
 def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu", **legacy_kwargs):
-    """Load a model from a portable folder or a legacy VisionCore ``.ckpt``. Returns ``(model, meta)``, the model
-    in eval mode.
+    """Load a model from a portable folder, an ensemble folder or a legacy VisionCore ``.ckpt``. Returns
+    ``(model, meta)``, the model in eval mode.
 
-    A folder goes through :func:`~neurotrain.checkpoint.portable.load_portable`. A ``.ckpt`` (any file) goes
+    A folder goes through :func:`~neurotrain.checkpoint.portable.load_portable`; an ensemble folder (one holding
+    ``neurotrain_ensemble.json``) through :func:`~neurotrain.checkpoint.ensemble.load_ensemble`, giving an
+    :class:`~neurotrain.checkpoint.ensemble.Ensemble` (the mean of its members' rates) whose ``meta`` also has
+    ``ensemble`` (the manifest) and ``members``. A ``.ckpt`` (any file) goes
     through :func:`neurotrain.legacy.convert.load_legacy_checkpoint` (``legacy_kwargs``: ``model_config``,
     ``dataset_configs``, ``input_shape``); its ``meta`` has the same keys as a portable folder's
     (``model_config``, ``sessions``, ``metrics``, ``provenance``, ``license``), plus ``legacy`` (the
@@ -68,6 +73,8 @@ def from_pretrained(path: str | Path, map_location: str | torch.device = "cpu", 
     if path.is_dir():
         if legacy_kwargs:
             raise CheckpointError(path, "<arguments>", f"{sorted(legacy_kwargs)} only apply to legacy .ckpt files")
+        if is_ensemble_folder(path):
+            return load_ensemble(path, map_location=map_location)
         model, meta = load_portable(path, map_location=map_location)
         return model.eval(), meta
     if not path.exists():
