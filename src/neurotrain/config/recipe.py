@@ -90,9 +90,19 @@ class DataConfig:
     # A core pretrained with the sessions it will later be fine-tuned on listed here never trains on
     # the images those sessions are validated on (examples/finetune_v4.py).
     holdout_sessions: list[str] = field(default_factory=list)
+    # k-fold: split each session's training split into `kfold` folds (whole trials, sizes balanced, seeded by
+    # split_seed and the session name) and train on all folds but `kfold_index`. The validation split does not
+    # change. 1 = no folds. Ensembles `by: kfold` set both for each member (neurotrain.data.folds).
+    kfold: int = 1
+    kfold_index: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def check(self, file, prefix):
+        if self.kfold < 1:
+            raise ConfigError(file, f"{prefix}.kfold", f"must be >= 1 (1 = no folds), got {self.kfold}")
+        if not 0 <= self.kfold_index < self.kfold:
+            raise ConfigError(file, f"{prefix}.kfold_index", f"must be in 0..{self.kfold - 1} (data.kfold is "
+                              f"{self.kfold}), got {self.kfold_index}")
         if not 0.0 < self.limit_val_batches <= 1.0:
             raise ConfigError(file, f"{prefix}.limit_val_batches", f"must be in (0, 1], got {self.limit_val_batches}")
         if isinstance(self.lags, int) and self.lags < 1:

@@ -20,6 +20,7 @@ import numpy as np
 
 from neurotrain.config.recipe import Recipe
 from neurotrain.errors import ConfigError
+from neurotrain.data.folds import FoldError, fold_seed, train_times_without_fold
 from neurotrain.data.multisession import MultiSessionDataset, SessionView
 from neurotrain.data.session import Session, SessionError, read_session_meta
 from neurotrain.data.synthetic import DEFAULT_FRAME_SIZE
@@ -137,6 +138,8 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
     sessions, sources = sessions[:n_used], sources[:n_used]
     train_times, val_times, oracle_trials = train_times[:n_used], val_times[:n_used], oracle_trials[:n_used]
     report.moved_to_val, report.repeat_trials = report.moved_to_val[:n_used], report.repeat_trials[:n_used]
+    if cfg.kfold > 1:  # k-fold: train without fold `kfold_index` of the training split (validation unchanged)
+        train_times = [kfold_train_times(recipe, s, src, tr) for s, src, tr in zip(sessions, sources, train_times)]
     for s, src, tr, va, reps in zip(sessions, sources, train_times, val_times, oracle_trials):
         if len(tr) == 0 or len(va) == 0:
             raise ConfigError(recipe.source, "data", f"session {s.name} ({s.path}) has no train or no val samples")
@@ -168,6 +171,17 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
     del train_times, val_times  # int64; the datasets keep int32 copies
     release_freed_memory()
     return DataBundle(sessions, train, val, lags, registry, oracle_trials, report)
+
+
+def kfold_train_times(recipe: Recipe, session, source: SessionSource, train_times: np.ndarray) -> np.ndarray:
+    """``train_times`` without fold ``data.kfold_index`` of ``data.kfold`` (:mod:`neurotrain.data.folds`; the folds'
+    seed follows the session's split seed, so a session folds the same way whichever sessions share the run)."""
+    cfg = recipe.data
+    try:
+        return train_times_without_fold(session.trial_ids, train_times, cfg.kfold, cfg.kfold_index,
+                                        fold_seed(source.split_seed))
+    except FoldError as err:
+        raise ConfigError(recipe.source, "data.kfold", f"session {session.name}: {err}") from None
 
 
 def session_frame_shape(recipe, path: Path, key: str) -> tuple[int, int]:
