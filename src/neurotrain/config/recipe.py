@@ -261,9 +261,32 @@ class CheckpointConfig:
                               "val_corr/<session>, val_r2/<session> or val_bps_subject/<subject>")
 
 
+#: Experiment trackers ``logging.trackers`` may name: those Hugging Face Accelerate supports (``log_with``).
+#: Trackers registered with ``accelerate.tracking.register_tracker_class`` are accepted too.
+TRACKERS = ("wandb", "tensorboard", "mlflow", "comet_ml", "aim", "clearml", "dvclive", "swanlab", "trackio")
+
+
+def _registered_trackers() -> tuple[str, ...]:
+    try:
+        from accelerate.tracking import LOGGER_TYPE_TO_CLASS
+    except Exception:  # noqa: BLE001 - an accelerate without the registry: the built-in names only
+        return ()
+    return tuple(LOGGER_TYPE_TO_CLASS)
+
+
 @dataclass
 class LoggingConfig:
+    # Experiment trackers (any Accelerate supports: wandb, tensorboard, mlflow, comet_ml, aim, clearml, dvclive,
+    # swanlab, trackio), offline or local where the tracker allows it (neurotrain.training.logger); a tracker
+    # whose package is not installed stops the run before it starts. metrics.jsonl is always written.
+    trackers: list[str] = field(default_factory=list)
+    # Extra keyword arguments per tracker, e.g. {mlflow: {tags: {lab: yates}}, comet_ml: {online: true}}; they
+    # override neurotrain's offline defaults (wandb's mode is wandb_mode).
+    tracker_kwargs: dict = field(default_factory=dict)
+    # `wandb: true` is short for trackers [wandb] (kept as it was: when wandb cannot be imported the run goes on
+    # without it and says so; a tracker named in `trackers` must be installed).
     wandb: bool = False
+    # The project name every tracker files the run under (TensorBoard: the subfolder of output_dir/trackers).
     wandb_project: str = "neurotrain"
     wandb_mode: Literal["offline", "online", "disabled"] = "offline"
     progress_bar: bool = True
@@ -286,12 +309,36 @@ class LoggingConfig:
     heartbeat_every_n_steps: Optional[int] = None
 
     def check(self, file, prefix):
+        for i, name in enumerate(self.trackers):
+            if name not in TRACKERS and name not in _registered_trackers():
+                close = difflib.get_close_matches(str(name), TRACKERS, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(file, f"{prefix}.trackers[{i}]", f"unknown tracker {name!r}{hint}; expected one "
+                                  f"of {list(TRACKERS)} (or a tracker registered with Accelerate)")
+            if name in self.trackers[:i]:
+                raise ConfigError(file, f"{prefix}.trackers[{i}]", f"{name!r} is listed twice")
+        for name, kwargs in self.tracker_kwargs.items():
+            if name not in self.tracker_names:
+                raise ConfigError(file, f"{prefix}.tracker_kwargs.{name}", f"{name!r} is not one of the run's trackers "
+                                  f"({self.tracker_names or 'none'})")
+            if not isinstance(kwargs, dict):
+                raise ConfigError(file, f"{prefix}.tracker_kwargs.{name}", "expected a mapping of keyword arguments")
         if self.fast_log_interval < 1:
             raise ConfigError(file, f"{prefix}.fast_log_interval", "must be >= 1")
         if self.slow_log_interval < 1:
             raise ConfigError(file, f"{prefix}.slow_log_interval", "must be >= 1")
         if self.log_dataset_idx < 0:
             raise ConfigError(file, f"{prefix}.log_dataset_idx", "must be >= 0")
+
+    @property
+    def tracker_names(self) -> list[str]:
+        """The run's trackers: ``trackers``, plus ``wandb`` when ``wandb: true`` (unless ``wandb_mode: disabled``)."""
+        names = list(self.trackers)
+        if self.wandb and "wandb" not in names:
+            names.insert(0, "wandb")
+        if self.wandb_mode == "disabled":
+            names = [n for n in names if n != "wandb"]
+        return names
 
 
 @dataclass
@@ -455,6 +502,7 @@ __all__ = [
     "TrainConfig",
     "CheckpointConfig",
     "LoggingConfig",
+    "TRACKERS",
     "load_recipe",
     "load_model_yaml",
     "apply_overrides",

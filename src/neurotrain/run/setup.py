@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+from accelerate.utils import ProjectConfiguration
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
@@ -48,7 +49,7 @@ from neurotrain.sources import build_data, from_pretrained, start_point
 from neurotrain.training.context import RunContext
 from neurotrain.training.hooks import (Curriculum, EarlyStopping, EpochHeartbeat, Heartbeat, Hook, Hooks,
                                        StepLogger, TimeBudget, recipe_hooks)
-from neurotrain.training.logger import MetricsLogger, wandb_tracker_config
+from neurotrain.training.logger import MetricsLogger, TrackerPlan, flat_config, tracker_plan
 from neurotrain.training.loss import session_losses
 from neurotrain.training.optim import build_optimizer
 from neurotrain.training.regularizers import Regularizers, parse_regularization
@@ -59,9 +60,12 @@ from neurotrain.training.state import TrainState
 def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_readouts=(),
           hooks: list[Hook] = ()) -> RunContext:
     """Build everything a run needs, in order (see the module docstring). Arguments as :func:`neurotrain.run.train.train`."""
-    accelerator = setup_accelerator(recipe)
+    trackers = tracker_plan(recipe)  # a tracker whose package is missing stops the run here
+    accelerator = setup_accelerator(recipe, trackers)
     set_seed(recipe.seed)
     say = tqdm.write if accelerator.is_main_process else (lambda *_: None)
+    for note in trackers.notes:
+        say(f"[neurotrain] {note}")
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and accelerator.distributed_type != "FSDP":
         say(f"[neurotrain] FSDP was asked for (accelerate launch with an FSDP config) but Accelerate runs these "
             f"processes as {accelerator.distributed_type} ({accelerator.device}), which has no FSDP: this run "
@@ -91,7 +95,7 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     prepared, optimizer, loader, state = setup_start(recipe, accelerator, model, optimizer, loader, scheduler,
                                                      sampler, data, states, loaded_readouts, say)
     raw = accelerator.unwrap_model(prepared)
-    logger = setup_logging(recipe, accelerator, model_config, model_file)
+    logger = setup_logging(recipe, accelerator, model_config, model_file, trackers)
     if accelerator.is_main_process:
         n_params = sum(p.numel() for p in raw.parameters())
         say(f"[neurotrain] {len(data.names)} sessions, {len(data.train)} train / {len(data.val)} val samples, "
@@ -109,11 +113,12 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
 
 
 # ------------------------------------------------------------------------------------------------ 1. accelerator
-def setup_accelerator(recipe: Recipe) -> Accelerator:
+def setup_accelerator(recipe: Recipe, trackers: TrackerPlan | None = None) -> Accelerator:
     """The run's Accelerator. Accelerate keeps one process-wide state; a second run in the same Python
     process (the fine-tuning API, a notebook) may ask for another precision, so that state is reset
-    first (the process group, held by ``PartialState``, is kept)."""
-    log_with, _ = wandb_tracker_config(recipe)
+    first (the process group, held by ``PartialState``, is kept). ``trackers``: the recipe's
+    :func:`~neurotrain.training.logger.tracker_plan` (worked out here when not given)."""
+    trackers = tracker_plan(recipe) if trackers is None else trackers
     AcceleratorState._reset_state()
     return Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -125,8 +130,8 @@ def setup_accelerator(recipe: Recipe) -> Accelerator:
         # Each step uses one session's adapter and readout; the others get no gradient on this rank.
         # Buffers (anti-alias masks, base grids) are constants: no need to broadcast them every forward.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)],
-        log_with=log_with,
-        project_dir=recipe.output_dir,
+        log_with=trackers.log_with or None,
+        project_config=ProjectConfiguration(project_dir=recipe.output_dir, logging_dir=str(trackers.logging_dir)),
     )
 
 
@@ -314,15 +319,18 @@ def write_resolved_recipe(recipe: Recipe, model_config: dict, model_file: Path, 
     return path
 
 
-def setup_logging(recipe: Recipe, accelerator: Accelerator, model_config: dict, model_file: Path) -> MetricsLogger:
-    """The resolved recipe (main process), the trackers (wandb when on) and ``metrics.jsonl``."""
+def setup_logging(recipe: Recipe, accelerator: Accelerator, model_config: dict, model_file: Path,
+                  trackers: TrackerPlan | None = None) -> MetricsLogger:
+    """The resolved recipe (main process), the trackers (``logging.trackers``; the recipe as flat hyper-parameters)
+    and ``metrics.jsonl``."""
     out_dir = Path(recipe.output_dir)
     if accelerator.is_main_process:
         write_resolved_recipe(recipe, model_config, model_file, out_dir)
     if accelerator.log_with:
-        accelerator.init_trackers(recipe.logging.wandb_project, config=recipe.to_dict(),
-                                  init_kwargs=wandb_tracker_config(recipe)[1])
-    return MetricsLogger(accelerator, out_dir / "metrics.jsonl", use_wandb=bool(accelerator.log_with))
+        trackers = tracker_plan(recipe) if trackers is None else trackers
+        accelerator.init_trackers(recipe.logging.wandb_project, config=flat_config(recipe.to_dict()),
+                                  init_kwargs=trackers.init_kwargs)
+    return MetricsLogger(accelerator, out_dir / "metrics.jsonl", use_trackers=bool(accelerator.log_with))
 
 
 def default_hooks(recipe: Recipe, regularizers: Regularizers | None = None) -> list[Hook]:
