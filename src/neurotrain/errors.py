@@ -14,7 +14,11 @@ still works:
                           file once it is known)
 :class:`DataError`        a recording, a session folder or an importer's input
 :class:`CheckpointError`  a model folder, a state folder or a legacy checkpoint
+:class:`SaveError`        a save that the file system refused (full disk, quota): not bad input, so the command
+                          line exits with :attr:`SaveError.exit_code` (74) instead of 2
 ========================= =================================================================================
+
+``exit_code`` is the command line's exit status for the error (2 unless a subclass says otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ from pathlib import Path
 
 class NeurotrainError(ValueError):
     """Bad input, located: ``source`` (file, folder, argument), ``key`` (entry inside it), ``message``."""
+
+    #: the exit status of ``neurotrain`` when this error ends a command
+    exit_code = 2
 
     def __init__(self, source: str | Path | None = None, key: str | None = None, message: str = ""):
         self.source = None if source is None else str(source)
@@ -78,3 +85,18 @@ class CheckpointError(NeurotrainError):
 
     def __init__(self, source: str | Path | None, key: str | None = None, message: str = ""):
         super().__init__(source, key, message)
+
+
+class SaveError(NeurotrainError):
+    """A save failed (the file system refused it: ENOSPC, EDQUOT, any other write error) and the run stopped.
+
+    ``source`` is the folder or file that could not be written, ``key`` what it was (``resumable state``,
+    ``model folder``, ``resolved recipe``, ``metrics log``), ``message`` the reason, the free space, the size the
+    save needed, what was kept and the command that resumes. Raised on every rank of a run at the same point;
+    ``quiet`` is true on the ranks that should not print it (all but the main process)."""
+
+    exit_code = 74  # EX_IOERR (sysexits.h): an input/output error, distinct from bad input (2)
+
+    def __init__(self, source: str | Path | None, key: str | None = None, message: str = "", *, quiet: bool = False):
+        super().__init__(source, key, message)
+        self.quiet = quiet

@@ -12,14 +12,24 @@ mix, and nothing half-written under the final name:
   folder is removed and the old folder stays as it was.
 
 Every neurotrain writer that must not lose data goes through these (portable model folders, resumable states,
-session folders, caches, the resolved recipe).
+session folders, caches, the resolved recipe). The lowest-level writes are :func:`atomic_write` (every file),
+:func:`append_text` (logs; a failed append is cut back, so a full disk never leaves a torn line for the next
+append to run into) and :func:`write_safetensors` (weights).
+
+When the file system refuses a write (a full disk, a quota), :func:`write_errno` says which errno an exception
+stands for (Python's ``OSError``, but also the ``RuntimeError`` of ``torch.save`` and the error of
+``safetensors``, which carry no errno), and :func:`free_bytes` / :func:`tree_bytes` / :func:`format_bytes`
+measure what a message should tell the user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -28,10 +38,11 @@ from typing import Any, Iterator
 
 import yaml
 
-from neurotrain.errors import ConfigError
+from neurotrain.errors import ConfigError, NeurotrainError
 
 __all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "atomic_dir", "fsync_tree", "remove_stale_temps",
-           "read_yaml", "write_yaml", "read_json", "read_jsonl", "append_jsonl"]
+           "read_yaml", "write_yaml", "read_json", "read_jsonl", "append_jsonl", "append_text", "write_safetensors",
+           "sha256_file", "write_errno", "free_bytes", "tree_bytes", "format_bytes"]
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -192,7 +203,110 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 def append_jsonl(path: str | Path, row: dict) -> None:
     """Append one JSON line (the file and its folder are created as needed)."""
+    append_text(path, json.dumps(row) + "\n")
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` to ``path`` (created with its folder as needed), flushed. If the write fails part way (a
+    full disk), the file is cut back to its old length before the error is raised, so that what was there stays
+    intact and the next append starts on a line of its own."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
+        start = f.tell()
+        try:
+            f.write(text)
+            f.flush()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise
+
+
+# ------------------------------------------------------------------------------------------------ weights
+def write_safetensors(path: str | Path, tensors: dict, metadata: dict | None = None) -> None:
+    """``safetensors.torch.save_file`` (the one place neurotrain writes a ``.safetensors`` file itself)."""
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in 4 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ write faults
+_ERRNO_IN_TEXT = re.compile(r"(?:\[Errno (\d+)\]|os error (\d+)|errno[ =:]+(\d+))", re.IGNORECASE)
+_WRITE_WORDS = ("no space left", "quota", "file write failed", "i/o error", "io error", "ioerror", "storagefull",
+                "pytorchstreamwriter", "inline_container", "unexpected pos", "read-only file system")
+
+
+def write_errno(err: BaseException, path: str | Path | None = None, needed: int | None = None) -> int | None:
+    """The errno a write error stands for, or None when ``err`` is not an input/output error (a bug).
+
+    ``OSError``: its errno (``EIO`` when it has none). The ``RuntimeError`` of ``torch.save`` and the errors of
+    ``safetensors`` carry the reason only in their text: an ``[Errno N]`` / ``os error N`` there is used; a text
+    that names a failed write without a number is ``ENOSPC`` when the file system of ``path`` has less than
+    ``needed`` bytes (or nothing) free, else ``EIO``."""
+    if isinstance(err, OSError):
+        return err.errno or errno.EIO
+    if isinstance(err, NeurotrainError) or (not isinstance(err, (RuntimeError, ValueError))
+                                             and type(err).__name__ != "SafetensorError"):
+        return None
+    text = str(err)
+    m = _ERRNO_IN_TEXT.search(text)
+    if m:
+        return int(next(g for g in m.groups() if g))
+    low = text.lower()
+    if not any(w in low for w in _WRITE_WORDS):
+        return None
+    if "quota" in low:
+        return errno.EDQUOT
+    if "no space" in low or "storagefull" in low:
+        return errno.ENOSPC
+    free = free_bytes(path) if path is not None else None
+    if free is not None and (free == 0 or (needed is not None and free < needed)):
+        return errno.ENOSPC
+    return errno.EIO
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes free for an unprivileged user on the file system that holds ``path`` (or its nearest existing
+    parent); None when it cannot be told. A quota (EDQUOT) is not seen here: it is per user, not per disk."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def tree_bytes(path: str | Path) -> int:
+    """Bytes held by the files under ``path`` (a file: its size; missing: 0)."""
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    total = 0
+    for root, _dirs, files in os.walk(p):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def format_bytes(n: int | float | None) -> str:
+    """``1536`` -> ``"1.5 KiB"``; None -> ``"unknown"``."""
+    if n is None:
+        return "unknown"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover

@@ -51,10 +51,10 @@ def test_bad_folders_name_the_file_and_key(tmp_path):
         load_portable(tmp_path / "m")
     save_portable(make_model(), tmp_path / "m", model_config=CONFIG, sessions=SESSIONS)
     (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="model.safetensors: <safetensors>: corrupt weights"):
+    with pytest.raises(CheckpointError, match="model.safetensors: <size>: 64 bytes, .* the file is truncated"):
         load_portable(tmp_path / "m")
     save_portable(make_model(), tmp_path / "m", model_config=CONFIG, sessions=SESSIONS[:1] + [dict(SESSIONS[1], n_neurons=5)])
-    with pytest.raises((CheckpointError, RuntimeError), match="size mismatch|do not match"):
+    with pytest.raises(CheckpointError, match="does not fit the model"):
         load_portable(tmp_path / "m")
 
 

@@ -246,6 +246,11 @@ class CheckpointConfig:
     # moments, epoch and step, keeping its trained readout biases -- unless output_dir already has a
     # state of its own, which then wins (so a preempted continuation resumes where it stopped).
     resume: str = "auto"
+    # What a save the file system refuses (a full disk, a quota) does: "stop" the run with a message naming
+    # the path, the free space, the size needed and the command that resumes (exit code 74); or "continue":
+    # warn, count it (save_errors in metrics.jsonl) and try again at the next save. Either way the partial
+    # output is removed and what was saved before is kept (neurotrain.training.save_guard).
+    on_save_error: Literal["stop", "continue"] = "stop"
 
     def check(self, file, prefix):
         if self.save_top_k < 0:

@@ -53,6 +53,7 @@ from neurotrain.training.logger import MetricsLogger, TrackerPlan, flat_config, 
 from neurotrain.training.loss import session_losses
 from neurotrain.training.optim import build_optimizer
 from neurotrain.training.regularizers import Regularizers, parse_regularization
+from neurotrain.training.save_guard import SaveGuard
 from neurotrain.training.scheduler import build_scheduler
 from neurotrain.training.state import TrainState
 
@@ -92,10 +93,12 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     if recipe.train.compile:  # the core only, as legacy did: parameter names and checkpoints are unchanged
         model.core_forward = torch.compile(model.core_forward, dynamic=False)
     states = StateManager(Path(recipe.output_dir) / "state", recipe.checkpoint.keep_last_states)
+    saves = SaveGuard(accelerator, recipe, states, say)  # checkpoint.on_save_error, for every file the run writes
     prepared, optimizer, loader, state = setup_start(recipe, accelerator, model, optimizer, loader, scheduler,
                                                      sampler, data, states, loaded_readouts, say)
+    saves.attach(state)
     raw = accelerator.unwrap_model(prepared)
-    logger = setup_logging(recipe, accelerator, model_config, model_file, trackers)
+    logger = setup_logging(recipe, accelerator, model_config, model_file, trackers, saves=saves)
     if accelerator.is_main_process:
         n_params = sum(p.numel() for p in raw.parameters())
         say(f"[neurotrain] {len(data.names)} sessions, {len(data.train)} train / {len(data.val)} val samples, "
@@ -109,7 +112,7 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         losses=session_losses(data.registry, raw.log_input), optimizer=optimizer, scheduler=scheduler,
         sampler=sampler, train_loader=loader, regularizers=regs, monitor=monitor, states=states, state=state, logger=logger, hooks=Hooks(default_hooks(recipe, regs) + extra_hooks),
         model_config=model_config, steps_per_epoch=steps_per_epoch, batches_per_rank=batches_per_rank,
-        unfreeze_at=unfreeze_at, say=say, epoch=state.epoch)
+        unfreeze_at=unfreeze_at, say=say, epoch=state.epoch, saves=saves)
 
 
 # ------------------------------------------------------------------------------------------------ 1. accelerator
@@ -320,12 +323,18 @@ def write_resolved_recipe(recipe: Recipe, model_config: dict, model_file: Path, 
 
 
 def setup_logging(recipe: Recipe, accelerator: Accelerator, model_config: dict, model_file: Path,
-                  trackers: TrackerPlan | None = None) -> MetricsLogger:
+                  trackers: TrackerPlan | None = None, saves: SaveGuard | None = None) -> MetricsLogger:
     """The resolved recipe (main process), the trackers (``logging.trackers``; the recipe as flat hyper-parameters)
     and ``metrics.jsonl``."""
     out_dir = Path(recipe.output_dir)
-    if accelerator.is_main_process:
-        write_resolved_recipe(recipe, model_config, model_file, out_dir)
+    if saves is None:
+        if accelerator.is_main_process:
+            write_resolved_recipe(recipe, model_config, model_file, out_dir)
+    else:  # a refused write stops every rank here, or is retried at each save (checkpoint.on_save_error)
+        needed = len(yaml.safe_dump(recipe.to_resolved_dict(), sort_keys=False)) + 8 * 1024
+        saves.main_write("recipe", "resolved recipe", out_dir / "recipe.resolved.yaml", needed,
+                         lambda: write_resolved_recipe(recipe, model_config, model_file, out_dir), retry=True)
+        saves.settle()
     if accelerator.log_with:
         trackers = tracker_plan(recipe) if trackers is None else trackers
         accelerator.init_trackers(recipe.logging.wandb_project, config=flat_config(recipe.to_dict()),

@@ -27,7 +27,9 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     :class:`~neurotrain.training.hooks.Hook` objects, called after the built-in ones and ``train.hooks``.
     """
     ctx = setup(recipe, model=model, initialized_readouts=initialized_readouts, hooks=hooks)
-    metrics = train_loop(ctx)
-    ctx.accelerator.end_training()
+    try:
+        metrics = train_loop(ctx)
+    finally:  # also when a save failed (SaveError): the trackers are closed
+        ctx.accelerator.end_training()
     return {**metrics, "best": [list(b) for b in ctx.state.best], "output_dir": str(ctx.output_dir),
             "global_step": ctx.state.global_step, "sessions": ctx.data.registry}

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from neurotrain.training.logger import MetricsLogger
     from neurotrain.training.loss import SessionLoss
     from neurotrain.training.regularizers import Regularizers
+    from neurotrain.training.save_guard import SaveGuard
     from neurotrain.training.state import TrainState
 
 
@@ -43,6 +44,9 @@ class RunContext:
     each ``on_step_end`` (``total``/``count``: this rank's summed loss and entry count of the last micro-batch,
     tensors or None; ``info``: ``aux_loss`` if any; ``reg``: penalty values); ``metrics`` the last validation's;
     ``bar`` the progress bar; ``stop_reason`` once something asked the run to end after this epoch.
+
+    ``saves`` (:class:`~neurotrain.training.save_guard.SaveGuard`): what a failed save does
+    (``checkpoint.on_save_error``); built here when not given.
     """
 
     recipe: "Recipe"
@@ -72,6 +76,14 @@ class RunContext:
     metrics: dict = field(default_factory=dict)
     bar: Optional[object] = None
     stop_reason: Optional[str] = None
+    saves: Optional["SaveGuard"] = None
+
+    def __post_init__(self):
+        if self.saves is None:
+            from neurotrain.training.save_guard import SaveGuard
+
+            self.saves = SaveGuard(self.accelerator, self.recipe, self.states, self.say)
+        self.saves.attach(self.state, self.logger)
 
     @property
     def is_main(self) -> bool:

@@ -69,10 +69,40 @@ class MetricsLogger:
         if not self.accelerator.is_main_process:
             return
         row = {"step": step, "time": round(time.time() - self.t0, 3), **{k: _clean(v) for k, v in metrics.items()}}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append(json.dumps(row) + "\n")
         if self.use_trackers:
             self.accelerator.log({k: v for k, v in row.items() if v is not None}, step=step)
+
+
+    # ---- a metrics.jsonl the file system refuses (a full disk, a quota): see neurotrain.training.save_guard
+    on_write_error = None  # called (error, path, bytes held) when rows cannot be appended; unset: the error raises
+    on_write_ok = None     # called once rows held back by an earlier failure have been written
+    _held: list | None = None  # rows not yet written, oldest first (while the file system refuses them)
+
+    def _append(self, line: str | None) -> None:
+        """Append the held rows and ``line`` (a failed append is cut back: the file keeps whole rows only)."""
+        from neurotrain.io import append_text, write_errno
+
+        held = (self._held or []) + ([line] if line is not None else [])
+        if not held:
+            return
+        del held[: max(0, len(held) - 100_000)]  # memory stays bounded while the disk stays full
+        try:
+            append_text(self.path, "".join(held))
+        except Exception as err:  # noqa: BLE001 - handed to the run's save policy
+            if self.on_write_error is None or write_errno(err, self.path) is None:
+                raise
+            self._held = held
+            self.on_write_error(err, self.path, sum(len(x) for x in held))
+            return
+        was_held, self._held = self._held, None
+        if was_held and self.on_write_ok is not None:
+            self.on_write_ok()
+
+    def flush(self) -> None:
+        """Try once more to write the rows held back by an earlier failure (main process)."""
+        if self.accelerator.is_main_process:
+            self._append(None)
 
 
 @dataclass

@@ -18,11 +18,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from neurotrain.errors import SaveError
 from neurotrain.model.components import frozen_components, hold_frozen_in_eval, resolve, unfreeze
 from neurotrain.training.checkpointing import save_models, save_resumable
 from neurotrain.training.context import RunContext
@@ -38,19 +40,26 @@ def train_loop(ctx: RunContext) -> dict:
     metrics: dict = {}
     preempt = Preemption()
     ctx.hooks.on_train_start(ctx)
-    for epoch in range(ctx.state.epoch, ctx.recipe.train.max_epochs):
-        if ctx.state.target_epochs and epoch >= ctx.state.target_epochs:
-            break  # the time budget's epoch count is reached
-        stop, run_loss = train_epoch(ctx, epoch, preempt)
-        if stop is not None:  # max_steps or a signal, mid-epoch: a resumable state, no validation
-            save_resumable(ctx, epoch, ctx.state.batches_in_epoch, {"reason": stop})
-            if preempt.signal is not None:
-                ctx.say(f"[neurotrain] preempted by {preempt.name}: saved a resumable state at step "
-                        f"{ctx.state.global_step}; starting the same run again resumes there")
-            break
-        metrics = end_epoch(ctx, epoch, run_loss)
-        if ctx.stop_reason is not None or _max_steps_reached(ctx):
-            break
+    try:
+        for epoch in range(ctx.state.epoch, ctx.recipe.train.max_epochs):
+            if ctx.state.target_epochs and epoch >= ctx.state.target_epochs:
+                break  # the time budget's epoch count is reached
+            stop, run_loss = train_epoch(ctx, epoch, preempt)
+            if stop is not None:  # max_steps or a signal, mid-epoch: a resumable state, no validation
+                saved = save_resumable(ctx, epoch, ctx.state.batches_in_epoch, {"reason": stop})
+                if preempt.signal is not None and saved is not None:
+                    ctx.say(f"[neurotrain] preempted by {preempt.name}: saved a resumable state at step "
+                            f"{ctx.state.global_step}; starting the same run again resumes there")
+                break
+            metrics = end_epoch(ctx, epoch, run_loss)
+            if ctx.stop_reason is not None or _max_steps_reached(ctx):
+                break
+        ctx.saves.finish()  # a save still failing at the end (on_save_error: continue) ends the run with SaveError
+    except SaveError:  # every rank, at the same point: the hooks end (figures drawn, trackers closed) first
+        preempt.restore()
+        with contextlib.suppress(Exception):
+            ctx.hooks.on_train_end(ctx)
+        raise
     preempt.restore()
     ctx.hooks.on_train_end(ctx)
     if preempt.signal is not None:
@@ -118,7 +127,11 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
         if _max_steps_reached(ctx):
             stop = None if end_of_epoch else "max_steps"
             break
-        if preempt.agreed(acc, state.global_step):
+        signalled = preempt.agreed(acc, state.global_step, ctx.saves.must_stop)
+        if preempt.fault:  # the main process could not write the metrics log (on_save_error: stop)
+            ctx.bar.close()
+            ctx.saves.stop_held()
+        if signalled:
             stop = f"signal {preempt.signal}"
             break
     ctx.bar.close()
@@ -134,7 +147,8 @@ def end_epoch(ctx: RunContext, epoch: int, run_loss: torch.Tensor) -> dict:
     if isinstance(ctx.scheduler, PlateauLR):
         ctx.scheduler.step(metrics["val_loss"])
     metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
-                    "lr": ctx.scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped})
+                    "lr": ctx.scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped,
+                    "save_errors": state.save_errors})
     ctx.logger.log(metrics, step=state.global_step)
     ctx.metrics = metrics
     ctx.hooks.on_validation_end(ctx)  # the epoch table, user hooks

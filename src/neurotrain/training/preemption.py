@@ -22,6 +22,7 @@ class Preemption:
 
     def __init__(self):
         self.signal: int | None = None
+        self.fault = False  # set by agreed(): some rank holds a failed save that stops the run
         self._previous = {}
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
@@ -36,15 +37,19 @@ class Preemption:
     def name(self) -> str | None:
         return None if self.signal is None else signal.Signals(self.signal).name
 
-    def agreed(self, accelerator, step: int) -> bool:
+    def agreed(self, accelerator, step: int, fault: bool = False) -> bool:
         """True on every rank once any rank has seen a signal, checked at optimizer ``step`` (a collective on
-        every ``EVERY_N_STEPS``-th step: call it on every rank)."""
+        every ``EVERY_N_STEPS``-th step: call it on every rank). ``fault``: this rank holds a failed save that must
+        stop the run (:attr:`SaveGuard.must_stop <neurotrain.training.save_guard.SaveGuard.must_stop>`); agreed in
+        the same all-reduce, the answer is :attr:`fault` (the same on every rank)."""
         if accelerator.num_processes == 1:
+            self.fault = bool(fault)
             return self.signal is not None
         if step % self.EVERY_N_STEPS:
             return False
-        flag = torch.tensor([0 if self.signal is None else int(self.signal)], device=accelerator.device)
-        seen = int(accelerator.reduce(flag, "max"))
+        flag = torch.tensor([0 if self.signal is None else int(self.signal), int(bool(fault))], device=accelerator.device)
+        seen, self.fault = (int(v) for v in accelerator.reduce(flag, "max").tolist())
+        self.fault = bool(self.fault)
         if seen and self.signal is None:
             self.signal = seen
         return bool(seen)

@@ -13,6 +13,7 @@ class TrainState:
     batches_in_epoch: int = 0      # micro-batches this rank has finished in `epoch`
     biases_initialized: bool = False
     nonfinite_skipped: int = 0     # sub-batches skipped because their loss was not finite
+    save_errors: int = 0           # saves that failed (checkpoint.on_save_error: continue)
     best: list = field(default_factory=list)  # [[score, folder name], ...], best first
     best_monitor: Optional[float] = None     # early stopping: the best monitored value so far
     stale_validations: int = 0               # early stopping: validations since it last improved
