@@ -4,7 +4,9 @@
     neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions ID ...] [--image-size N] [--subject S]
     neurotrain ingest allen-v1 DATA_DIR OUT_DIR [--container ID] [--subject S]
 
-(``--overwrite`` replaces existing session folders.)
+(``--overwrite`` replaces existing session folders. ``--mask-nonfinite`` (npz, allen-v1): NaN / inf responses or
+behaviour are masked through ``dfs`` and recorded in the session's metadata instead of refused; see
+:func:`neurotrain.data.ingest.nonfinite`.)
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ def run(args) -> int:
     if args.source == "npz":
         paths = [ingest.ingest_npz(args.file, args.out_dir, name=args.name, subject=args.subject,
                                    sampling_rate=args.sampling_rate, response_type=args.response_type,
-                                   overwrite=args.overwrite or None)]
+                                   overwrite=args.overwrite or None, mask_nonfinite=args.mask_nonfinite or None)]
     elif args.source == "cowley-v4":
         paths = ingest.import_cowley_v4(args.data_dir, args.out_dir, sessions=args.sessions,
                                         image_size=args.image_size, subject=args.subject, overwrite=args.overwrite)
     else:
         paths = [ingest.import_allen_v1(args.data_dir, args.out_dir, container=args.container, subject=args.subject,
-                                        overwrite=args.overwrite)]
+                                        overwrite=args.overwrite, mask_nonfinite=args.mask_nonfinite)]
     for p in paths:
         print(p)
     return 0
@@ -53,5 +55,10 @@ def add(sub) -> None:
     q.add_argument("--subject", help="subject (default: the known container's, else allen_<container>)")
     for q in isub.choices.values():
         q.add_argument("--overwrite", action="store_true", help="replace existing session folders")
+    for source in ("npz", "allen-v1"):
+        isub.choices[source].add_argument(
+            "--mask-nonfinite", action="store_true",
+            help="mask NaN/inf responses or behaviour through dfs (a behaviour value masks its whole sample) and "
+                 "record them in the session's metadata, instead of refusing them")
     p.set_defaults(func=run)
 

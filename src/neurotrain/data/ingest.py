@@ -54,6 +54,17 @@ Keyword ``overrides`` of :func:`ingest_npz` replace (or supply) any of these and
 :func:`ingest_arrays`. Unknown keys are errors (they are usually typos). The file is read with
 ``allow_pickle=False``; strings must therefore be numpy unicode arrays (``np.array("monkeyA")``).
 
+Non-finite values (:func:`nonfinite`)
+--------------------------------------
+NaN or inf in ``responses`` or ``behavior`` are refused: the error names the key, the count (NaN, +inf, -inf)
+and the first positions ``(t, neuron)`` / ``(t, column)``. With ``mask_nonfinite=True`` (``neurotrain ingest npz
+... --mask-nonfinite``, also ``allen-v1``) they are masked instead: a response becomes 0 with ``dfs`` 0 at that
+entry; a behaviour value becomes 0 and its whole sample gets ``dfs`` 0 (behaviour feeds every neuron's prediction
+at that time, so the sample leaves training, validation and evaluation). What was masked is recorded in the
+session's metadata, ``extra_meta["nonfinite_masked"]``: per key the count, the NaN / +inf / -inf counts and the
+exact entries as runs ``[column, start, stop)`` (plus, for behaviour, the masked samples). Frames with NaN or inf
+are always refused (a frame feeds many samples' windows).
+
 Errors are :class:`IngestError` (a ``ValueError``) naming the argument, or the ``.npz`` file and key;
 inconsistencies found while writing are :class:`~neurotrain.data.session.SessionError` (also a
 ``ValueError``) naming the session path and key.
@@ -199,12 +210,84 @@ def _numeric(label: str, x: Any, ndim: int | None = None, *, allow_bool: bool = 
     return a
 
 
+#: positions listed in a refusal's message
+_SHOW_POSITIONS = 5
+
+
+def _runs(bad: np.ndarray) -> list[list[int]]:
+    """``[[column, start, stop], ...]`` (stop exclusive; by column, then time) of the True entries of a (T, K)
+    mask: exact, and short for the long stretches a lost unit or a blink leaves."""
+    out = []
+    for k in np.flatnonzero(bad.any(axis=0)):
+        col = np.concatenate(([False], bad[:, k], [False])).astype(np.int8)
+        edges = np.flatnonzero(np.diff(col))
+        out += [[int(k), int(a), int(b)] for a, b in zip(edges[::2], edges[1::2])]
+    return out
+
+
+def _count_kinds(a: np.ndarray) -> dict:
+    return {"nan": int(np.isnan(a).sum()), "posinf": int(np.isposinf(a).sum()), "neginf": int(np.isneginf(a).sum())}
+
+
+def nonfinite(label: Label, robs: np.ndarray, dfs: np.ndarray | None, behavior: np.ndarray | None, *,
+              mask: bool = False) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict | None]:
+    """NaN / inf in the responses (T, N) or the behaviour (T, D): refused, or (``mask``) masked through ``dfs``.
+
+    Refused: :class:`IngestError` naming the key, the count (NaN, +inf, -inf) and the first positions
+    ``(t, neuron)`` / ``(t, column)``. Masked: a response becomes 0 with ``dfs`` 0 at that entry; a behaviour value
+    becomes 0 and its whole sample gets ``dfs`` 0 for every neuron (the behaviour is an input of every neuron's
+    prediction at ``t``, so the sample leaves training, validation and evaluation). Returns ``(robs, dfs, behavior,
+    record)``: copies where something was masked, and ``record`` for the session metadata
+    (``extra_meta["nonfinite_masked"]``; None when nothing was masked)::
+
+        {"responses": {"count", "nan", "posinf", "neginf", "runs": [[neuron, start, stop], ...]},
+         "behavior":  {"count", "nan", "posinf", "neginf", "runs": [[column, start, stop], ...],
+                       "samples": number of samples masked, "sample_runs": [[start, stop], ...]}}
+    """
+    parts = {"responses": robs}
+    if behavior is not None and np.issubdtype(behavior.dtype, np.floating):
+        parts["behavior"] = behavior
+    bad = {k: ~np.isfinite(a) for k, a in parts.items() if np.issubdtype(a.dtype, np.floating)}
+    bad = {k: b for k, b in bad.items() if b.any()}
+    if not bad:
+        return robs, dfs, behavior, None
+    if not mask:
+        key = next(iter(bad))
+        b, what = bad[key], "neuron" if key == "responses" else "column"
+        pos = np.argwhere(b)[:_SHOW_POSITIONS]
+        names = {"nan": "NaN", "posinf": "+inf", "neginf": "-inf"}
+        kinds = ", ".join(f"{v} {names[k]}" for k, v in _count_kinds(parts[key]).items() if v)
+        more = ", ..." if b.sum() > len(pos) else ""
+        raise IngestError(f"{label(key)}: {int(b.sum())} non-finite value(s) ({kinds}); first at (t, {what}) "
+                          + ", ".join(f"({t}, {j})" for t, j in pos) + more
+                          + "; fix them, or pass mask_nonfinite=True (neurotrain ingest ... --mask-nonfinite) to set "
+                          "them to 0 and mark them invalid in dfs" + (" (a behaviour value masks its whole sample)"
+                                                                     if key == "behavior" else ""))
+    T, N = robs.shape
+    dfs = np.ones((T, N), dtype=np.uint8) if dfs is None else np.array(dfs, dtype=np.uint8)
+    record = {}
+    if "responses" in bad:
+        b = bad["responses"]
+        record["responses"] = {"count": int(b.sum()), **_count_kinds(robs), "runs": _runs(b)}
+        robs = np.where(b, 0, robs).astype(robs.dtype)
+        dfs[b] = 0
+    if "behavior" in bad:
+        b = bad["behavior"]
+        rows = b.any(axis=1)
+        record["behavior"] = {"count": int(b.sum()), **_count_kinds(behavior), "runs": _runs(b),
+                              "samples": int(rows.sum()), "sample_runs": [r[1:] for r in _runs(rows[:, None])]}
+        behavior = np.where(b, 0, behavior).astype(behavior.dtype)
+        dfs[rows] = 0
+    return robs, dfs, behavior, record
+
+
 def _ingest(
     out_dir: str | os.PathLike, label: Label, *, name: Any, subject: Any, sampling_rate: Any, frames: Any,
     responses: Any, trial_ids: Any = None, dfs: Any = None, behavior: Any = None, behavior_names: Any = None,
     neuron_ids: Any = None, covariates: Mapping[str, Any] | None = None, response_type: Any = "counts",
     stim_type_names: Any = None, extra_meta: Mapping[str, Any] | None = None, frame_range: str = "auto",
     overwrite: bool = False,
+    mask_nonfinite: bool = False,
 ) -> Path:
     name = _check_name(label("name"), name)
     if not isinstance(subject, str) or not subject:
@@ -226,11 +309,6 @@ def _ingest(
         raise IngestError(f"{label('responses')}: has {robs.shape[0]} rows but frames has {T} (expected (T, N))")
     if robs.shape[1] == 0:
         raise IngestError(f"{label('responses')}: has zero neurons")
-    if not np.all(np.isfinite(robs)):
-        raise IngestError(f"{label('responses')}: contains NaN or inf (set them to 0 and mark them 0 in dfs)")
-    if response_type == "counts" and robs.size and float(robs.min()) < 0:
-        raise IngestError(f"{label('responses')}: has negative values but response_type is 'counts' "
-                          "(use response_type='continuous')")
     N = robs.shape[1]
 
     if trial_ids is None:
@@ -253,6 +331,12 @@ def _ingest(
         behavior = _numeric(label("behavior"), behavior, 2)
         if behavior.shape[0] != T:
             raise IngestError(f"{label('behavior')}: has {behavior.shape[0]} rows but frames has {T}")
+    robs, dfs, behavior, masked = nonfinite(label, robs, dfs, behavior, mask=mask_nonfinite)
+    if masked:
+        extra_meta = {**dict(extra_meta or {}), "nonfinite_masked": masked}
+    if response_type == "counts" and robs.size and float(robs.min()) < 0:
+        raise IngestError(f"{label('responses')}: has negative values but response_type is 'counts' "
+                          "(use response_type='continuous')")
     if behavior_names is not None:
         behavior_names = [str(b) for b in np.asarray(behavior_names).reshape(-1)]
         if behavior is None:
@@ -306,6 +390,7 @@ def ingest_arrays(
     extra_meta: Mapping[str, Any] | None = None,
     frame_range: str = "auto",
     overwrite: bool = False,
+    mask_nonfinite: bool = False,
 ) -> Path:
     """Validate, convert and write one session to ``out_dir/<name>``; return its path.
 
@@ -317,12 +402,15 @@ def ingest_arrays(
         trial_ids: (T,) integers; default ``arange(T)``: every sample its own trial (static images).
         dfs, behavior, behavior_names, neuron_ids, covariates, stim_type_names, extra_meta, overwrite:
             as in :func:`neurotrain.data.session.write_session`.
+        mask_nonfinite: NaN / inf in ``responses`` or ``behavior`` are masked through ``dfs`` and recorded in the
+            metadata (:func:`nonfinite`); by default they are refused.
     """
     return _ingest(
         out_dir, _arg_label, name=name, subject=subject, sampling_rate=sampling_rate, frames=frames,
         responses=responses, trial_ids=trial_ids, dfs=dfs, behavior=behavior, behavior_names=behavior_names,
         neuron_ids=neuron_ids, covariates=covariates, response_type=response_type,
         stim_type_names=stim_type_names, extra_meta=extra_meta, frame_range=frame_range, overwrite=overwrite,
+        mask_nonfinite=mask_nonfinite,
     )
 
 
@@ -331,6 +419,7 @@ _NPZ_ARRAY_KEYS = ("frames", "responses", "trial_ids", "dfs", "behavior", "behav
 _NPZ_SCALAR_KEYS = ("name", "subject", "sampling_rate", "response_type")
 _NPZ_REQUIRED = ("frames", "responses", "subject", "sampling_rate")
 _INGEST_KWARGS = set(_NPZ_ARRAY_KEYS) | set(_NPZ_SCALAR_KEYS) | {"covariates", "extra_meta", "frame_range", "overwrite"}
+_INGEST_KWARGS |= {"mask_nonfinite"}
 
 
 def ingest_npz(npz_path: str | os.PathLike, out_dir: str | os.PathLike, **overrides: Any) -> Path:
@@ -639,7 +728,7 @@ def _match_rows(label: str, rows: np.ndarray, scenes: np.ndarray) -> np.ndarray:
 
 
 def import_allen_v1(data_dir: str | os.PathLike, out_dir: str | os.PathLike, container: str = ALLEN_CONTAINER,
-                    subject: str | None = None, overwrite: bool = False) -> Path:
+                    subject: str | None = None, overwrite: bool = False, mask_nonfinite: bool = False) -> Path:
     """Import an Allen V1 natural-scenes export as one calcium session ``out_dir/allen_v1_<container>``.
 
     ``data_dir`` is the export folder (``allen_v1_natural_scenes``, or its parent): ``all_input_scenes_<n>_<p>.npy``
@@ -714,7 +803,7 @@ def import_allen_v1(data_dir: str | os.PathLike, out_dir: str | os.PathLike, con
     return _ingest(
         out_dir, _arg_label, name=f"allen_v1_{container}", subject=subject,
         sampling_rate=ALLEN_SAMPLING_RATE, frames=frames, responses=responses, response_type="continuous",
-        covariates={"repeat_image": idx}, extra_meta=extra, overwrite=overwrite,
+        covariates={"repeat_image": idx}, extra_meta=extra, overwrite=overwrite, mask_nonfinite=mask_nonfinite,
     )
 
 
