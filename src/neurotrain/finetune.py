@@ -17,6 +17,13 @@ starts from its training-split mean rate the first time it is fitted and is neve
 
 Sessions are session folders (``neurotrain ingest``); a twin knows the folder of every session added to it
 or fitted by it, and ``fit``/``evaluate`` accept either such names or folders.
+
+An ensemble folder (:mod:`neurotrain.checkpoint.ensemble`) loads as a twin of an
+:class:`~neurotrain.checkpoint.ensemble.Ensemble`: ``add_sessions`` gives every member its own fresh adapter and
+readout, ``freeze``/``unfreeze`` act on every member, ``fit`` trains the members one after another (member k in
+``output_dir/member_k`` with ``seed + k``; for an ensemble ``by: kfold``, without fold k of the new data's
+training split) and returns the ensemble's validation metrics with each member's result under ``members``;
+``evaluate`` scores the mean of the members' rates and ``save_pretrained`` writes an ensemble folder.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import torch
 import yaml
 from accelerate import Accelerator
 
+from neurotrain.checkpoint.ensemble import Ensemble, member_folder
 from neurotrain.config.recipe import load_recipe
 from neurotrain.data.session import Session
 from neurotrain.model import build_model
@@ -68,15 +76,34 @@ class Twin:
         return cls(model, meta["sessions"], meta)
 
     def save_pretrained(self, folder: str | Path, metrics: dict | None = None, **extra) -> Path:
-        """Write the portable folder (weights, config, session registry, model card)."""
+        """Write the portable folder (weights, config, session registry, model card); an ensemble twin writes an
+        ensemble folder (one portable folder per member)."""
+        from neurotrain.checkpoint.ensemble import save_ensemble
         from neurotrain.checkpoint.portable import save_portable
 
+        if self.is_ensemble:
+            manifest = self.meta.get("ensemble") or {}
+            old = manifest.get("members") or [{} for _ in self.model.members]
+            info = [{k: v for k, v in e.items() if k in ("seed", "kfold", "source")} for e in old]
+            for k, r in enumerate(self.meta.get("member_metrics") or []):
+                info[k]["metrics"] = r
+            return save_ensemble(self.model, folder, sessions=self.sessions, by=manifest.get("by", "given"),
+                                 member_info=info, metrics=metrics or self.meta.get("metrics") or {}, extra=extra or None)
         return save_portable(self.model, folder, model_config=self.model.config, sessions=self.sessions,
                              metrics=metrics or self.meta.get("metrics") or {}, extra=extra or None)
 
     @property
     def names(self) -> list[str]:
         return [s["name"] for s in self.sessions]
+
+    @property
+    def is_ensemble(self) -> bool:
+        return isinstance(self.model, Ensemble)
+
+    @property
+    def members(self) -> list[torch.nn.Module]:
+        """The models trained by ``fit``: the ensemble's members, or the one model."""
+        return list(self.model.members) if self.is_ensemble else [self.model]
 
     # ------------------------------------------------------------------ sessions
     def add_sessions(self, folders: Iterable[str | Path], overrides: list[dict | None] | None = None) -> list[int]:
@@ -88,17 +115,20 @@ class Twin:
         for s in opened:
             if s.name in self.names:
                 raise ValueError(f"session {s.name} ({s.path}) is already in the twin")
-        shape = getattr(self.model, "input_shape", None)
-        fresh = build_model(self.model.config, [s.n_neurons for s in opened], overrides,
-                            input_shape=tuple(shape) if shape else None)
         start = self.model.n_sessions
-        for i in range(len(opened)):
-            self.model.adapters.append(fresh.adapters[i])
-            self.model.readouts.append(fresh.readouts[i])
-            if self.model.spike_history is not None:
-                self.model.spike_history.append(fresh.spike_history[i])
-            if self.model.baselines is not None:
-                self.model.baselines.append(fresh.baselines[i])
+        for model in self.members:  # every member of an ensemble gets its own fresh adapter and readout
+            shape = getattr(model, "input_shape", None)
+            fresh = build_model(model.config, [s.n_neurons for s in opened], overrides,
+                                input_shape=tuple(shape) if shape else None)
+            for i in range(len(opened)):
+                model.adapters.append(fresh.adapters[i])
+                model.readouts.append(fresh.readouts[i])
+                if model.spike_history is not None:
+                    model.spike_history.append(fresh.spike_history[i])
+                if model.baselines is not None:
+                    model.baselines.append(fresh.baselines[i])
+        if self.is_ensemble:
+            self.model.response_types += [s.response_type for s in opened]
         for s, f in zip(opened, folders):
             self.sessions.append({"name": s.name, "subject": s.subject, "n_neurons": int(s.n_neurons),
                                   "path": str(f), "fitted": False})
@@ -124,22 +154,22 @@ class Twin:
     # ------------------------------------------------------------------ freezing
     def freeze(self, *components: str) -> int:
         """Freeze components (``core``, ``vision``, ``frontend``, ``convnet``, ``modulator``, ``recurrent``,
-        ``adapters``, ``readouts``); returns the number of parameters frozen."""
-        return parts.freeze(self.model, components)
+        ``adapters``, ``readouts``), in every member of an ensemble; returns the number of parameters frozen."""
+        return sum(parts.freeze(m, components) for m in self.members)
 
     def unfreeze(self, *components: str) -> int:
-        return parts.unfreeze(self.model, components)
+        return sum(parts.unfreeze(m, components) for m in self.members)
 
     @property
     def frozen(self) -> tuple[str, ...]:
-        return parts.frozen_components(self.model)
+        return parts.frozen_components(self.members[0])
 
     # ------------------------------------------------------------------ training and evaluation
-    def _recipe(self, indices, output_dir, holdout_sessions, sections: dict) -> Path:
+    def _recipe(self, indices, output_dir, holdout_sessions, sections: dict, model_config: dict | None = None) -> Path:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         model_yaml = out / "model.yaml"
-        model_yaml.write_text(yaml.safe_dump(self.model.config, sort_keys=False))
+        model_yaml.write_text(yaml.safe_dump(model_config or self.model.config, sort_keys=False))
         recipe = copy.deepcopy(_FIT_DEFAULTS)
         # one stimulus window and behaviour layout for the whole core: take them from a trained session
         first = next((s for s in self.sessions if s.get("lags")), self.sessions[indices[0]])
@@ -173,6 +203,8 @@ class Twin:
         Returns the loop's final metrics (validation on the fitted sessions).
         """
         idx = self._resolve(sessions)
+        if self.is_ensemble:
+            return self._fit_ensemble(idx, output_dir, unfreeze_at, holdout_sessions, hooks, sections)
         if unfreeze_at:
             sections.setdefault("model", {})
         path = self._recipe(idx, output_dir, holdout_sessions, {k: v for k, v in sections.items() if k != "model"})
@@ -191,6 +223,38 @@ class Twin:
             self.sessions[i].update(entry)
         self.meta["metrics"] = {k: v for k, v in result.items() if k.startswith("val_")}
         return result
+
+    def _fit_ensemble(self, idx: list[int], output_dir, unfreeze_at, holdout_sessions, hooks, sections: dict) -> dict:
+        """``fit`` for an ensemble twin: each member in turn (``output_dir/member_k``, ``seed + k``; the fold k of a
+        k-fold ensemble), then the ensemble's validation metrics on the fitted sessions."""
+        manifest = self.meta.get("ensemble") or {}
+        kfold = manifest.get("by") == "kfold"
+        fitted = {j for j, i in enumerate(idx) if self.sessions[i].get("fitted", True)}
+        base_seed = int(sections.get("seed", _FIT_DEFAULTS["seed"]))
+        results = []
+        for k, member in enumerate(self.model.members):
+            secs = {key: (dict(v) if isinstance(v, dict) else v) for key, v in sections.items() if key != "model"}
+            secs["seed"] = base_seed + k
+            if kfold:
+                secs["data"] = {**secs.get("data", {}), "kfold": self.model.n_members, "kfold_index": k}
+            path = self._recipe(idx, Path(output_dir) / member_folder(k), holdout_sessions, secs,
+                                model_config=member.config)
+            recipe = load_recipe(path)
+            if unfreeze_at:
+                recipe.model.unfreeze_at = dict(unfreeze_at)
+            view = member.select_sessions(idx)
+            results.append(train(recipe, model=view, initialized_readouts=fitted, hooks=list(hooks)))
+            for attr in ("_neurotrain_frozen", "_neurotrain_frozen_ids"):
+                if hasattr(view, attr):
+                    setattr(member, attr, getattr(view, attr))
+        for j, i in enumerate(idx):
+            self.sessions[i].update({**results[0]["sessions"][j], "fitted": True})
+        data_secs = {key: v for key, v in sections.items() if key in ("data", "seed")}
+        metrics = self.evaluate([self.names[i] for i in idx], holdout_sessions=holdout_sessions, **data_secs)
+        self.meta["metrics"] = {k: v for k, v in metrics.items() if k.startswith("val_")}
+        self.meta["member_metrics"] = [{k: v for k, v in r.items() if k.startswith("val_") and "/" not in k}
+                                       for r in results]
+        return {**metrics, "members": results, "output_dir": str(output_dir)}
 
     @torch.no_grad()
     def evaluate(self, sessions=None, *, output_dir: str | Path | None = None, holdout_sessions: list | None = None,

@@ -17,7 +17,13 @@ def run(args) -> int:
     from neurotrain.config.recipe import load_recipe
     from neurotrain.run.train import train
 
-    train(load_recipe(args.recipe, args.overrides))
+    recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.ensemble.members > 1:  # the recipe's `ensemble:` section: K members, then the ensemble folder
+        from neurotrain.run.ensemble import train_ensemble
+
+        train_ensemble(recipe)
+        return 0
+    train(recipe)
     return 0
 
 

@@ -1,8 +1,9 @@
 """The training recipe: one YAML file, checked completely before anything runs.
 
-A recipe has five sections (``data``, ``model``, ``train``, ``checkpoint``, ``logging``) plus ``seed``
-and ``output_dir``. Relative paths inside the recipe resolve against the recipe file's folder, except
-``output_dir`` and ``data.cache_dir``, which resolve against the working directory (where runs go).
+A recipe has five sections (``data``, ``model``, ``train``, ``checkpoint``, ``logging``), an optional
+``ensemble`` section, plus ``seed`` and ``output_dir``. Relative paths inside the recipe resolve against the
+recipe file's folder, except ``output_dir`` and ``data.cache_dir``, which resolve against the working directory
+(where runs go).
 
 Command-line overrides use dotted keys: ``train.lr=1e-3 data.batch_size=32``; values are parsed as YAML.
 """
@@ -347,6 +348,25 @@ class LoggingConfig:
 
 
 @dataclass
+class EnsembleConfig:
+    """Train ``members`` models one after another and save them as one ensemble folder
+    (:mod:`neurotrain.run.ensemble`): ``by: seed`` (member k: seed + k) or ``by: kfold`` (member k: seed + k and
+    the training split without fold k of ``members``; the validation split is the same for every member).
+    ``checkpoint``: which of a member's portable folders joins the ensemble (``best`` by ``checkpoint.monitor``,
+    falling back to ``last`` when the run kept no best). 1 member = an ordinary run."""
+
+    members: int = 1
+    by: Literal["seed", "kfold"] = "seed"
+    checkpoint: Literal["best", "last"] = "best"
+
+    def check(self, file, prefix):
+        if self.members < 1:
+            raise ConfigError(file, f"{prefix}.members", f"must be >= 1, got {self.members}")
+        if self.by == "kfold" and self.members < 2:
+            raise ConfigError(file, f"{prefix}.members", "a k-fold ensemble needs at least 2 members (folds)")
+
+
+@dataclass
 class Recipe:
     seed: int = 0
     output_dir: str = "runs/demo"
@@ -355,6 +375,7 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     # Not a YAML key: the folder of the recipe file, against which relative input paths resolve.
     base_dir: Path = field(default=Path("."), repr=False, compare=False)
     source: str = field(default="<recipe>", repr=False, compare=False)
@@ -507,6 +528,7 @@ __all__ = [
     "TrainConfig",
     "CheckpointConfig",
     "LoggingConfig",
+    "EnsembleConfig",
     "TRACKERS",
     "load_recipe",
     "load_model_yaml",

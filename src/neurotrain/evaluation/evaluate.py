@@ -2,6 +2,10 @@
 
     neurotrain evaluate runs/v4_cowley/checkpoints/last --data recipes/v4_cowley.yaml
     neurotrain evaluate old_run/last.ckpt --data recipes/demo.yaml --split val --out eval/old
+    neurotrain evaluate runs/v4_ens/ensemble --data recipes/v4_cowley.yaml     # an ensemble folder
+
+An ensemble folder (:mod:`neurotrain.checkpoint.ensemble`) is scored on the mean of its members' rates; its
+report's weight figures (readout positions, kernels, receptive fields) show the first member.
 
 The data are the recipe's ``data`` section (importer, sessions, splits: the same trial-block splits
 training used, so ``--split val`` is held-out data). Every data session must be one of the checkpoint's
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from neurotrain.checkpoint.ensemble import Ensemble
 from neurotrain.errors import ConfigError
 from neurotrain.evaluation.metrics_table import (neuron_metrics, overall_summary, session_summary,
                                                  subject_stats)
@@ -149,6 +154,8 @@ def write_report(out_dir: Path, model, data, result: dict, preds, run_metrics: P
 
     per_session = [{"name": s["session"], "bps": s.get("bps", float("nan")), "oracle_bps": s.get("oracle_bps"),
                     "corr": s.get("corr")} for s in result["sessions"]]
+    if isinstance(model, Ensemble):  # weights have no mean: the figures of weights show the first member
+        model = model.members[0]
     view = model.select_sessions(readout_of) if hasattr(model, "select_sessions") else model
     info = data.registry[0]
     return plots.write_report(
@@ -187,6 +194,7 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
                                        noise_ceiling=noise_ceiling)
     result.update({"checkpoint": str(checkpoint), "data": str(recipe.source), "overrides": list(overrides or []),
                    "noise_ceiling_settings": dict(noise_ceiling or {}),
+                   **({"ensemble_members": model.n_members} if isinstance(model, Ensemble) else {}),
                    "checkpoint_metrics": {k: v for k, v in (meta.get("metrics") or {}).items()
                                           if isinstance(v, (int, float))}})
     out = Path(out_dir) if out_dir else Path("evaluation") / f"{checkpoint.name}-{split}"

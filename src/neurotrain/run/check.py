@@ -34,7 +34,7 @@ from neurotrain.sources import input_shape_of
 from neurotrain.training.regularizers import Regularizers, parse_regularization
 
 LEGACY_INPUT_SHAPE = (1, 25, 51, 51)
-_RECIPE_KEYS = {"data", "model", "train", "checkpoint", "logging", "seed", "output_dir"}
+_RECIPE_KEYS = {"data", "model", "train", "checkpoint", "logging", "ensemble", "seed", "output_dir"}
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from neurotrain.config.recipe import Recipe
+from neurotrain.errors import ConfigError
 from neurotrain.run.setup import setup
 from neurotrain.training.hooks import Hook
 from neurotrain.training.loop import train_loop
@@ -26,6 +27,9 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     trained, whose biases are not reset from the data's mean rates. ``hooks``: extra
     :class:`~neurotrain.training.hooks.Hook` objects, called after the built-in ones and ``train.hooks``.
     """
+    if recipe.ensemble.members > 1:
+        raise ConfigError(recipe.source, "ensemble.members", f"{recipe.ensemble.members} members: train an ensemble "
+                          "with neurotrain.run.ensemble.train_ensemble (or `neurotrain train`, which does)")
     ctx = setup(recipe, model=model, initialized_readouts=initialized_readouts, hooks=hooks)
     try:
         metrics = train_loop(ctx)
