@@ -3,6 +3,7 @@
     neurotrain train RECIPE.yaml [key=value ...]          (also: accelerate launch -m neurotrain train ...)
     neurotrain train --model_config M --dataset_configs_path P --store_dir S [--legacy flags]
     neurotrain ensemble RECIPE.yaml --members K [--by seed|kfold] [key=value ...]
+    neurotrain sweep RECIPE.yaml --grid KEY=a,b [--grid ...] [--random N] [--slurm] | --resume/--report SWEEP_DIR
     neurotrain validate RECIPE.yaml|MODEL.yaml
     neurotrain ingest npz|cowley-v4|allen-v1 ...
     neurotrain convert LEGACY.ckpt OUT/
@@ -35,7 +36,7 @@ import errno
 import sys
 import warnings
 
-from neurotrain.cli import convert, ensemble, evaluate, export, ingest, predict, train, validate
+from neurotrain.cli import convert, ensemble, evaluate, export, ingest, predict, sweep, train, validate
 from neurotrain.errors import ConfigError, NeurotrainError
 from neurotrain.legacy.cli import WantsHelp, is_legacy
 from neurotrain.errors import SaveError
@@ -48,7 +49,7 @@ _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description="Train multi-session digital twins of visual cortex.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (train, ensemble, validate, ingest, convert, export, predict, evaluate):
+    for command in (train, ensemble, sweep, validate, ingest, convert, export, predict, evaluate):
         command.add(sub)
     return parser
 
