@@ -121,12 +121,12 @@ class ModelLogging(Hook):
             ctx.say(f"[neurotrain] model logging: epoch {epoch}'s figures failed: {type(err).__name__}: {err}")
             return
         self.written += paths
-        if ctx.accelerator.log_with:
+        if any(getattr(t, "name", None) == "wandb" for t in ctx.accelerator.trackers):  # images: W&B only
             try:
                 import wandb
 
-                ctx.accelerator.log({f"model/{p.stem}": wandb.Image(str(p)) for p in paths},
-                                    step=ctx.state.global_step)
+                ctx.accelerator.get_tracker("wandb").log({f"model/{p.stem}": wandb.Image(str(p)) for p in paths},
+                                                         step=ctx.state.global_step)
             except Exception as err:  # pragma: no cover - depends on the wandb install
                 ctx.say(f"[neurotrain] model logging: wandb images not logged ({err})")
 
