@@ -134,3 +134,18 @@ def test_select_sessions_keeps_the_mean_of_the_members_views():
     x = _inputs()
     with torch.no_grad():
         assert torch.equal(view(x["stim.1"], 0, x["behavior.1"]), ens(x["stim.1"], 1, x["behavior.1"]))
+
+
+def test_an_ensemble_folder_is_no_source_of_pretrained_components(tmp_path):
+    from neurotrain.config.recipe import load_recipe
+    from neurotrain.errors import ConfigError
+    from neurotrain.run.train import train
+    from tests.helpers.tiny import tiny_recipe
+
+    a = save_portable(_member(0), tmp_path / "a", model_config=_config(), sessions=_sessions())
+    ens = assemble_ensemble(tmp_path / "ens", [a, a])
+    small = {"synthetic": {"n_sessions": 2, "seed": 0, "n_trials": 10, "trial_frames": 60, "neurons": [4, 5]}}
+    recipe = load_recipe(tiny_recipe(tmp_path, data=small, model={"config": str(ROOT / "recipes" / "models" /
+                                                                            "demo_twin.yaml"), "pretrained": str(ens)}))
+    with pytest.raises(ConfigError, match=r"model\.pretrained: .* is an ensemble folder; .*member_00"):
+        train(recipe)

@@ -34,6 +34,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from neurotrain.checkpoint.ensemble import is_ensemble_folder
 from neurotrain.checkpoint.states import StateManager
 from neurotrain.config.monitor import check_monitor
 from neurotrain.config.recipe import Recipe, load_model_yaml
@@ -183,6 +184,9 @@ def setup_pretrained(recipe: Recipe, model, names: list[str], say) -> set[int]:
         return set()
     path = recipe.resolve(recipe.model.pretrained)
     comps = list(recipe.model.pretrained_components or ALIASES["vision"])
+    if is_ensemble_folder(path):
+        raise ConfigError(recipe.source, "model.pretrained", f"{path} is an ensemble folder; components come from "
+                          f"one model: name one of its members (e.g. {path / 'member_00'})")
     try:
         src, meta = from_pretrained(path)
         report, loaded = load_components(model, names, src, [s["name"] for s in meta["sessions"]], comps)

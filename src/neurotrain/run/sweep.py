@@ -238,8 +238,10 @@ def prepare_sweep(recipe_path, overrides: list[str], trials: list[Trial], sweep_
     manifest = {"format": FORMAT, "recipe": str(recipe_path), "recipe_sha256": _sha256(recipe_path),
                 "overrides": list(overrides), "space": list(space), "mode": mode, "n": n, "seed": seed,
                 "monitor": {"name": monitor.name, "mode": monitor.mode}, "trials": merged}
-    if PartialState().is_main_process:
+    state = PartialState()
+    if state.is_main_process:
         write_json_atomic(sweep_dir / MANIFEST, manifest)
+    state.wait_for_everyone()  # under accelerate launch every rank reads the manifest next
     return manifest
 
 
