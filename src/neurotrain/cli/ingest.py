@@ -2,6 +2,7 @@
 
     neurotrain ingest npz FILE.npz OUT_DIR [--name N] [--subject S] [--sampling-rate R] [--response-type T]
     neurotrain ingest cowley-v4 DATA_DIR OUT_DIR [--sessions ID ...] [--image-size N] [--subject S]
+                                [--color luminance|rgb]
     neurotrain ingest allen-v1 DATA_DIR OUT_DIR [--container ID] [--subject S]
 
 (``--overwrite`` replaces existing session folders. ``--mask-nonfinite`` (npz, allen-v1): NaN / inf responses or
@@ -21,7 +22,8 @@ def run(args) -> int:
                                    overwrite=args.overwrite or None, mask_nonfinite=args.mask_nonfinite or None)]
     elif args.source == "cowley-v4":
         paths = ingest.import_cowley_v4(args.data_dir, args.out_dir, sessions=args.sessions,
-                                        image_size=args.image_size, subject=args.subject, overwrite=args.overwrite)
+                                        image_size=args.image_size, subject=args.subject, overwrite=args.overwrite,
+                                        color=args.color)
     else:
         paths = [ingest.import_allen_v1(args.data_dir, args.out_dir, container=args.container, subject=args.subject,
                                         overwrite=args.overwrite, mask_nonfinite=args.mask_nonfinite)]
@@ -47,6 +49,9 @@ def add(sub) -> None:
     q.add_argument("--image-size", type=int, help="resize images to N x N (default: keep their size)")
     q.add_argument("--subject", help="subject of sessions the known-session table lacks (default 'unknown'); "
                                      "given, it applies to every imported session")
+    q.add_argument("--color", choices=["luminance", "rgb"], default="luminance",
+                   help="luminance (default: grey frames, model input [1, L, H, W]) or rgb (colour frames, "
+                        "model input [3, L, H, W]; the published models of these recordings see RGB at 112 x 112)")
     q = isub.add_parser("allen-v1", help="Allen Brain Observatory V1 natural-scenes export (calcium)")
     q.add_argument("data_dir", help="the allen_v1_natural_scenes data folder (or its parent)")
     q.add_argument("out_dir", help="folder to write the session folder into")

@@ -155,7 +155,8 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
                 "response_type": s.response_type,
                 "mean_rates": [float(x) for x in mean],
                 "response_std": [float(x) for x in std],
-                "input_shape": [1, len(lags), int(s.frame_shape[0]), int(s.frame_shape[1])],
+                "input_shape": [int(getattr(s, "frame_channels", 1)), len(lags), int(s.frame_shape[0]),
+                                int(s.frame_shape[1])],
                 "lags": lags,
                 "behavior_dim": behavior_dim if cfg.use_behavior else 0,
                 "sampling_rate": float(s.sampling_rate),
@@ -193,19 +194,30 @@ def session_frame_shape(recipe, path: Path, key: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def session_frame_channels(recipe, path: Path, key: str) -> int:
+    """C of a session folder's frames (1 grey, 3 RGB), from its metadata only; errors name ``key``."""
+    try:
+        return int(read_session_meta(path).get("frame_channels", 1))
+    except (SessionError, OSError, ValueError) as err:
+        raise ConfigError(recipe.source, key, f"cannot read the session metadata of {path}: {err}") from None
+
+
 def declared_input_shape(recipe: Recipe) -> tuple[int, int, int, int]:
     """The stimulus shape ``[C, L, H, W]`` that session folders, an importer or the synthetic recording will feed
-    the model, worked out without loading data (frame sizes from session metadata or the importer's options)."""
+    the model, worked out without loading data (frame sizes and channels from session metadata or the importer's
+    options: ``cowley_v4`` with ``color: rgb`` gives C = 3)."""
     d = recipe.data
     n_lags = len(d.lag_list)
     if d.sessions:
-        h, w = session_frame_shape(recipe, recipe.resolve(d.sessions[0]), "data.sessions[0]")
-        return (1, n_lags, h, w)
-    size = None
+        path = recipe.resolve(d.sessions[0])
+        h, w = session_frame_shape(recipe, path, "data.sessions[0]")
+        return (session_frame_channels(recipe, path, "data.sessions[0]"), n_lags, h, w)
+    size, channels = None, 1
     if d.importer:
         name = str(d.importer.get("name", ""))
         if name == "cowley_v4":
             size = int(d.importer.get("image_size") or 112)
+            channels = 3 if str(d.importer.get("color", "luminance")) == "rgb" else 1
         elif name == "allen_v1":
             size = 31
     else:
@@ -214,4 +226,4 @@ def declared_input_shape(recipe: Recipe) -> tuple[int, int, int, int]:
         raise ConfigError(recipe.source, "model.input_shape",
                           "cannot infer the stimulus shape from the data section without loading data; "
                           "declare it as [C, L, H, W]")
-    return (1, n_lags, size, size)
+    return (channels, n_lags, size, size)

@@ -16,11 +16,12 @@ from neurotrain.errors import ConfigError
 from neurotrain.data.session import SessionError, is_session_dir
 
 
-def _cached_or_import(paths: list[Path], options: dict, do_import) -> list[Path]:
+def _cached_or_import(paths: list[Path], options: dict, do_import, recorded_defaults: dict | None = None) -> list[Path]:
     """Reuse the session folders already in the cache when they were imported with the same ``options``
     (recorded as ``extra_meta.import_options``); import the missing ones. A cached folder imported with
     other options is an error naming it: silently training on 56-pixel frames when 112 were asked for is
-    the kind of mistake nobody notices."""
+    the kind of mistake nobody notices. ``recorded_defaults``: the value an option had in folders imported
+    before it was recorded (e.g. ``color: luminance``), compared in place of the missing entry."""
     from neurotrain.data.ingest import IngestError
     from neurotrain.data.session import read_session_meta
 
@@ -32,6 +33,7 @@ def _cached_or_import(paths: list[Path], options: dict, do_import) -> list[Path]
         had = (read_session_meta(p).get("extra_meta") or {}).get("import_options")
         if had is None:  # imported before options were recorded: nothing to compare
             continue
+        had = {**(recorded_defaults or {}), **had}
         diff = {k: (had.get(k), v) for k, v in options.items() if had.get(k) != v}
         if diff:
             raise IngestError(f"{p}: the cached session was imported with "
@@ -43,14 +45,20 @@ def _cached_or_import(paths: list[Path], options: dict, do_import) -> list[Path]
     return paths
 
 
-def _import_cowley_v4(src: Path, out: Path, sessions=None, image_size=None, subject=None) -> list[Path]:
-    from neurotrain.data.ingest import cowley_v4_sessions, import_cowley_v4
+def _import_cowley_v4(src: Path, out: Path, sessions=None, image_size=None, subject=None,
+                      color="luminance") -> list[Path]:
+    """``color``: ``luminance`` (default; frames (T, H, W)) or ``rgb`` (frames (T, H, W, 3), model input
+    ``[3, L, H, W]``); part of the cache check, so a luminance cache is never reused for an RGB recipe."""
+    from neurotrain.data.ingest import COLORS, IngestError, cowley_v4_sessions, import_cowley_v4
 
+    if color not in COLORS:
+        raise IngestError(f"color: expected one of {list(COLORS)}, got {color!r}")
     wanted = [str(s) for s in sessions] if sessions else cowley_v4_sessions(src)
     paths = [out / f"cowley_v4_{s}" for s in wanted]
-    options = {"image_size": None if image_size is None else int(image_size)}
+    options = {"image_size": None if image_size is None else int(image_size), "color": color}
     return _cached_or_import(paths, options, lambda todo: import_cowley_v4(
-        src, out, sessions=[p.name.removeprefix("cowley_v4_") for p in todo], image_size=image_size, subject=subject))
+        src, out, sessions=[p.name.removeprefix("cowley_v4_") for p in todo], image_size=image_size, subject=subject,
+        color=color), recorded_defaults={"color": "luminance"})
 
 
 def _import_allen_v1(src: Path, out: Path, container=None, subject=None) -> list[Path]:

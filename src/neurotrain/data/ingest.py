@@ -14,7 +14,8 @@ Every function writes one session to ``out_dir/<name>`` (importers: one per sess
 
 Frame conversion (:func:`frames_to_uint8`)
 ------------------------------------------
-Sessions store 8-bit luminance frames ``(T, H, W)`` uint8. Accepted input:
+Sessions store 8-bit luminance frames ``(T, H, W)`` uint8, or, with ``color="rgb"``, 8-bit colour frames
+``(T, H, W, 3)`` uint8 (see :mod:`neurotrain.data.session`). Accepted input:
 
 * shape ``(T, H, W)`` (grey), ``(T, H, W, 1)`` (grey) or ``(T, H, W, 3)`` (RGB);
 * dtype uint8 (kept as is); another integer dtype with values in ``[0, 255]``; or float.
@@ -24,7 +25,9 @@ Sessions store 8-bit luminance frames ``(T, H, W)`` uint8. Accepted input:
   ``frame_range="byte"`` - or ``"unit"`` - to say which.) NaN/inf and values outside the range are
   errors, apart from a rounding tolerance of 1e-6 (unit) / 1e-3 (byte) that is clipped.
 * RGB frames become luminance with the ITU-R BT.601 weights ``Y = 0.299 R + 0.587 G + 0.114 B``
-  computed in float (on the 0..255 scale, after the range rule above).
+  computed in float (on the 0..255 scale, after the range rule above). With ``color="rgb"`` they keep their
+  three channels (each converted by the range rule), and grey frames are replicated into three equal
+  channels, so every session of an import has the same channel count.
 * Finally values are rounded to the nearest integer (``numpy.rint``: halves to even) and clipped to
   ``[0, 255]``. Work is done in blocks of frames, so no full-size float copy is made.
 
@@ -87,6 +90,7 @@ from .session import RESPONSE_TYPES, write_session
 __all__ = [
     "IngestError",
     "BT601_WEIGHTS",
+    "COLORS",
     "COWLEY_V4_SESSIONS",
     "cowley_v4_sessions",
     "frames_to_uint8",
@@ -121,13 +125,23 @@ def _arg_label(key: str) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def frames_to_uint8(frames: Any, *, frame_range: str = "auto", label: str = "argument 'frames'") -> np.ndarray:
-    """Convert frames to (T, H, W) uint8 luminance following the rule in the module docstring.
+#: ``color`` values of :func:`frames_to_uint8` and the importers: 8-bit luminance (the default) or RGB.
+COLORS = ("luminance", "rgb")
+
+
+def frames_to_uint8(frames: Any, *, frame_range: str = "auto", label: str = "argument 'frames'",
+                    color: str = "luminance") -> np.ndarray:
+    """Convert frames to (T, H, W) uint8 luminance (``color="luminance"``) or (T, H, W, 3) uint8 RGB
+    (``color="rgb"``; grey input replicated into 3 channels) following the rule in the module docstring.
 
     ``frame_range``: ``"auto"``, ``"unit"`` ([0, 1] floats) or ``"byte"`` ([0, 255] values).
     """
     if frame_range not in ("auto", "unit", "byte"):
         raise IngestError(f"argument 'frame_range': must be 'auto', 'unit' or 'byte', got {frame_range!r}")
+    if color not in COLORS:
+        raise IngestError(f"argument 'color': must be one of {list(COLORS)}, got {color!r}")
+    if color == "rgb":
+        return _frames_to_rgb(frames, frame_range, label)
     a = np.asarray(frames)
     if a.ndim == 4 and a.shape[-1] == 1:
         a = a[..., 0]
@@ -187,6 +201,27 @@ def frames_to_uint8(frames: Any, *, frame_range: str = "auto", label: str = "arg
         np.clip(f, lo, hi, out=f)
         out[s:s + block] = f
     return out
+
+
+def _frames_to_rgb(frames: Any, frame_range: str, label: str) -> np.ndarray:
+    """(T, H, W[, 1]) or (T, H, W, 3) frames -> (T, H, W, 3) uint8: each channel by the range rule (the range of
+    float frames judged over all channels together); grey frames replicated into three equal channels."""
+    a = np.asarray(frames)
+    if a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 4 and a.shape[-1] == 3:
+        if a.dtype == np.uint8:
+            return np.ascontiguousarray(a)
+        if min(a.shape) == 0:
+            raise IngestError(f"{label}: empty frames array of shape {a.shape}")
+        # the range rule on all channels at once: (T, H, W, 3) -> (T, 3 * H, W) grey, converted, and back
+        planes = np.moveaxis(a, -1, 1).reshape(a.shape[0], 3 * a.shape[1], a.shape[2])
+        grey = frames_to_uint8(planes, frame_range=frame_range, label=label)
+        return np.ascontiguousarray(np.moveaxis(grey.reshape(a.shape[0], 3, a.shape[1], a.shape[2]), 1, -1))
+    if a.ndim != 3:
+        raise IngestError(f"{label}: expected shape (T, H, W), (T, H, W, 1) or (T, H, W, 3), got {a.shape}")
+    grey = frames_to_uint8(a, frame_range=frame_range, label=label)
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=-1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -286,7 +321,7 @@ def _ingest(
     responses: Any, trial_ids: Any = None, dfs: Any = None, behavior: Any = None, behavior_names: Any = None,
     neuron_ids: Any = None, covariates: Mapping[str, Any] | None = None, response_type: Any = "counts",
     stim_type_names: Any = None, extra_meta: Mapping[str, Any] | None = None, frame_range: str = "auto",
-    overwrite: bool = False,
+    overwrite: bool = False, color: str = "luminance",
     mask_nonfinite: bool = False,
 ) -> Path:
     name = _check_name(label("name"), name)
@@ -301,7 +336,7 @@ def _ingest(
     if response_type not in RESPONSE_TYPES:
         raise IngestError(f"{label('response_type')}: must be one of {list(RESPONSE_TYPES)}, got {response_type!r}")
 
-    frames_u8 = frames_to_uint8(frames, frame_range=frame_range, label=label("frames"))
+    frames_u8 = frames_to_uint8(frames, frame_range=frame_range, label=label("frames"), color=color)
     T = frames_u8.shape[0]
 
     robs = _numeric(label("responses"), responses, 2, allow_bool=True)
@@ -391,6 +426,7 @@ def ingest_arrays(
     frame_range: str = "auto",
     overwrite: bool = False,
     mask_nonfinite: bool = False,
+    color: str = "luminance",
 ) -> Path:
     """Validate, convert and write one session to ``out_dir/<name>``; return its path.
 
@@ -404,13 +440,15 @@ def ingest_arrays(
             as in :func:`neurotrain.data.session.write_session`.
         mask_nonfinite: NaN / inf in ``responses`` or ``behavior`` are masked through ``dfs`` and recorded in the
             metadata (:func:`nonfinite`); by default they are refused.
+        color: ``"luminance"`` (default: RGB frames become grey) or ``"rgb"`` (frames stored as (T, H, W, 3),
+            grey frames replicated; the model then takes ``initial_input_channels: 3``).
     """
     return _ingest(
         out_dir, _arg_label, name=name, subject=subject, sampling_rate=sampling_rate, frames=frames,
         responses=responses, trial_ids=trial_ids, dfs=dfs, behavior=behavior, behavior_names=behavior_names,
         neuron_ids=neuron_ids, covariates=covariates, response_type=response_type,
         stim_type_names=stim_type_names, extra_meta=extra_meta, frame_range=frame_range, overwrite=overwrite,
-        mask_nonfinite=mask_nonfinite,
+        mask_nonfinite=mask_nonfinite, color=color,
     )
 
 
@@ -419,7 +457,7 @@ _NPZ_ARRAY_KEYS = ("frames", "responses", "trial_ids", "dfs", "behavior", "behav
 _NPZ_SCALAR_KEYS = ("name", "subject", "sampling_rate", "response_type")
 _NPZ_REQUIRED = ("frames", "responses", "subject", "sampling_rate")
 _INGEST_KWARGS = set(_NPZ_ARRAY_KEYS) | set(_NPZ_SCALAR_KEYS) | {"covariates", "extra_meta", "frame_range", "overwrite"}
-_INGEST_KWARGS |= {"mask_nonfinite"}
+_INGEST_KWARGS |= {"mask_nonfinite", "color"}
 
 
 def ingest_npz(npz_path: str | os.PathLike, out_dir: str | os.PathLike, **overrides: Any) -> Path:
@@ -562,13 +600,19 @@ def _decode_zip_images(zpath: Path) -> tuple[list[str], np.ndarray]:
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
-    """Lanczos-resize (T, H, W) uint8 frames to (T, size, size), in float, rounded back to uint8."""
+    """Lanczos-resize (T, H, W) or (T, H, W, C) uint8 frames to (T, size, size[, C]), in float (each channel on
+    its own), rounded back to uint8."""
     from PIL import Image
 
-    out = np.empty((frames.shape[0], size, size), dtype=np.uint8)
+    out = np.empty((frames.shape[0], size, size) + frames.shape[3:], dtype=np.uint8)
     for i, f in enumerate(frames):
-        r = np.asarray(Image.fromarray(f.astype(np.float32)).resize((size, size), Image.Resampling.LANCZOS))
-        out[i] = np.clip(np.rint(r), 0, 255)
+        planes = [f] if f.ndim == 2 else [f[..., c] for c in range(f.shape[-1])]
+        for c, plane in enumerate(planes):
+            r = np.asarray(Image.fromarray(plane.astype(np.float32)).resize((size, size), Image.Resampling.LANCZOS))
+            if f.ndim == 2:
+                out[i] = np.clip(np.rint(r), 0, 255)
+            else:
+                out[i, ..., c] = np.clip(np.rint(r), 0, 255)
     return out
 
 
@@ -595,14 +639,18 @@ def import_cowley_v4(
     image_size: int | None = None,
     subject: str | None = None,
     overwrite: bool = False,
+    color: str = "luminance",
 ) -> list[Path]:
     """Import Cowley et al. macaque V4 sessions into ``out_dir/cowley_v4_<session>``.
 
     ``data_dir`` is the ``cowley_v4`` folder (or its parent); ``sessions`` defaults to every session it
     holds (:func:`cowley_v4_sessions`) and may name any id whose two files exist. One sample = one image:
     frames are the session's JPEGs sorted by file name (image i = column i of the responses) converted to
-    8-bit BT.601 luminance, Lanczos-resized to ``image_size`` x ``image_size`` if given (else kept at their
-    size); ``robs`` = ``responses_<session>.npy`` transposed to (n_images, n_neurons) float32
+    8-bit BT.601 luminance (``color="luminance"``, the default: frames ``(T, H, W)``) or kept as 8-bit RGB
+    (``color="rgb"``: frames ``(T, H, W, 3)``, what the published models of these recordings see, at their
+    full 112 x 112), Lanczos-resized to ``image_size`` x ``image_size`` if given (else kept at their
+    size; each colour channel resized on its own); ``robs`` = ``responses_<session>.npy`` transposed to
+    (n_images, n_neurons) float32
     (repeat-averaged spike counts in a 100 ms window, response_type ``"counts"``); ``trial_ids`` =
     ``arange`` (each image its own trial); ``sampling_rate`` = 10.0 (one 100 ms window per sample: there
     is no time axis). Neuron and image counts come from the files.
@@ -618,6 +666,8 @@ def import_cowley_v4(
         raise IngestError(f"argument 'image_size': expected a positive integer, got {image_size!r}")
     if subject is not None and (not isinstance(subject, str) or not subject):
         raise IngestError(f"argument 'subject': expected a non-empty string, got {subject!r}")
+    if color not in COLORS:
+        raise IngestError(f"argument 'color': must be one of {list(COLORS)}, got {color!r}")
     out: list[Path] = []
     for s in sessions:
         _check_name("argument 'sessions'", f"cowley_v4_{s}")
@@ -633,10 +683,12 @@ def import_cowley_v4(
         names, imgs = _decode_zip_images(zpath)
         if len(names) != resp.shape[1]:
             raise IngestError(f"{str(zpath)!r}: has {len(names)} images but {rpath.name} has {resp.shape[1]} columns")
-        frames = frames_to_uint8(imgs, label=repr(str(zpath)))
+        frames = frames_to_uint8(imgs, label=repr(str(zpath)), color=color)
         colour = "RGB" if imgs.ndim == 4 else "grey"
+        stored = "ITU-R BT.601 luminance, uint8" if color == "luminance" else \
+            ("RGB, uint8" if imgs.ndim == 4 else "grey replicated into 3 RGB channels, uint8")
         del imgs
-        H, W = frames.shape[1:]
+        H, W = frames.shape[1:3]
         if image_size is not None and (int(image_size), int(image_size)) != (H, W):
             frames = _resize(frames, int(image_size))
         extra = {
@@ -646,17 +698,17 @@ def import_cowley_v4(
             "responses": "spike counts in a 100 ms window after image onset, averaged over repeats",
             "response_window_ms": 100,
             "sampling_rate_note": "one sample per image; sampling_rate 10/s = one 100 ms window per sample",
-            "frames": (f"JPEG {H}x{W} {colour} -> ITU-R BT.601 luminance, uint8"
+            "frames": (f"JPEG {H}x{W} {colour} -> {stored}"
                        + (f", Lanczos-resized to {int(image_size)}x{int(image_size)}" if image_size is not None
                           and (int(image_size), int(image_size)) != (H, W) else "")),
-            "import_options": {"image_size": None if image_size is None else int(image_size)},
+            "import_options": {"image_size": None if image_size is None else int(image_size), "color": color},
             "source_files": [f"responses_repeat_averaged/{rpath.name}", f"images/{zpath.name}"],
             "image_files": names,
         }
         out.append(_ingest(
             out_dir, _arg_label, name=f"cowley_v4_{s}", subject=subject or animal or "unknown",
             sampling_rate=COWLEY_SAMPLING_RATE, frames=frames, responses=resp.T, response_type="counts",
-            extra_meta=extra, overwrite=overwrite,
+            extra_meta=extra, overwrite=overwrite, color=color,
         ))
     return out
 

@@ -14,7 +14,8 @@ Per-session batch (a ``dict``):
 =============== ======================= =========================================================
 key             shape / dtype           meaning
 =============== ======================= =========================================================
-``stim``        (B, 1, L, H, W) uint8   lag index 0 = newest frame (frame t), L-1 = frame t-lags[-1]
+``stim``        (B, C, L, H, W) uint8   lag index 0 = newest frame (frame t), L-1 = frame t-lags[-1];
+                                        C = the session's ``frame_channels`` (1 grey, 3 RGB)
 ``robs``        (B, N) float32          spike counts at time t
 ``dfs``         (B, N) float32          1 = valid bin for that neuron
 ``behavior``    (B, D) float32          behaviour at time t (only when the dataset uses behaviour)
@@ -227,7 +228,7 @@ class SessionSamples(torch.utils.data.Dataset):
 
     * ``view[j]`` -> the parent's ``dataset[offsets[s] + j]``: a dict with a batch dimension of 1;
     * ``view[a:b]``, ``view[[j, ...]]``, ``view[np.array]`` -> one batch dict of those samples
-      (``stim`` ``(B, 1, L, H, W)``, ``robs`` / ``dfs`` ``(B, N)``, ... as in the module docstring);
+      (``stim`` ``(B, C, L, H, W)``, ``robs`` / ``dfs`` ``(B, N)``, ... as in the module docstring);
     * ``__getitems__(js)`` -> ``[batch]``, so a ``DataLoader(view, batch_size=..., collate_fn=group_collate)``
       yields this session's batches (each a one-element list, as for the parent).
     """
@@ -287,5 +288,8 @@ def group_collate(groups: list[dict]) -> list[dict]:
 
 
 def cast_stim(stim: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 pixels -> ``(x - 127) / 255`` (the legacy normalisation), on whatever device ``stim`` is."""
+    """uint8 pixels -> ``(x - 127) / 255`` (the legacy normalisation), on whatever device ``stim`` is.
+
+    Every channel is normalised the same way (a grey stimulus ``(B, 1, L, H, W)`` and an RGB one
+    ``(B, 3, L, H, W)`` alike), so 127 is 0 in each channel and the values lie in ``[-127/255, 128/255]``."""
     return (stim.to(dtype) - 127.0) / 255.0

@@ -15,7 +15,7 @@ Columns (one row per time bin ``t``):
 ========== ======================================= =====================================
 column     Arrow type                              meaning
 ========== ======================================= =====================================
-frame      fixed_size_list<uint8>[H*W]             stimulus frame, row-major (H, W)
+frame      fixed_size_list<uint8>[H*W*C]           stimulus frame, row-major (H, W) or (H, W, C)
 robs       fixed_size_list<float32>[N]             spike counts per neuron
 dfs        fixed_size_list<uint8>[N]               validity mask (1 = valid)
 behavior   fixed_size_list<float32>[D] (optional)  e.g. eye position
@@ -23,6 +23,12 @@ true_rates fixed_size_list<float32>[N] (optional)  ground-truth rates (synthetic
 trial_id   int64                                   trial of the bin
 cov.<name> <dtype> or fixed_size_list<dtype>[K]    optional named covariate (see below)
 ========== ======================================= =====================================
+
+Frames are 8-bit luminance ``(T, H, W)`` (``C = 1``) or 8-bit colour ``(T, H, W, C)`` with ``C > 1`` channels
+(RGB: ``C = 3``), channels last. The metadata's ``frame_channels`` records ``C``; ``frame_shape`` stays
+``[H, W]``. Schema versions: a grey session is written as version 1 (the format of every folder written
+before colour existed, which has no ``frame_channels`` and reads as ``C = 1``); a colour session as version 2
+(:data:`SCHEMA_VERSION`), which older neurotrain versions refuse by its version instead of misreading it.
 
 ``robs`` holds spike counts when the metadata's ``response_type`` is ``"counts"`` (the default; a
 Poisson loss applies, and non-integer means such as repeat-averaged counts are allowed) or any real
@@ -66,6 +72,7 @@ from neurotrain.io import atomic_dir
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "META_FILENAME",
     "RESPONSE_TYPES",
     "COVARIATE_PREFIX",
@@ -76,7 +83,10 @@ __all__ = [
     "is_session_dir",
 ]
 
-SCHEMA_VERSION = 1
+#: The newest session schema: 2 = colour frames (``frame_channels`` > 1). Grey sessions are still written as
+#: version 1, which every neurotrain version reads; both are read here (:data:`SUPPORTED_SCHEMA_VERSIONS`).
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 META_FILENAME = "neurotrain_session.json"
 
 RESPONSE_TYPES = ("counts", "continuous")
@@ -222,7 +232,9 @@ def write_session(
     """Write one recording session to the folder ``path`` and return its path.
 
     Args:
-        frames: (T, H, W) uint8 stimulus frames (8-bit luminance).
+        frames: (T, H, W) uint8 stimulus frames (8-bit luminance), or (T, H, W, C) uint8 with C > 1 channels
+            (e.g. RGB, C = 3; stored as schema version 2 with ``frame_channels`` C). A (T, H, W, 1) array is
+            stored as grey (T, H, W).
         robs: (T, N) responses (stored float32): non-negative spike counts (means of counts allowed)
             when ``response_type`` is ``"counts"``, any finite values when ``"continuous"``.
         trial_ids: (T,) integer trial of every bin (stored int64).
@@ -253,10 +265,13 @@ def write_session(
     # ---- validate -----------------------------------------------------------------------------
     if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8:
         raise _err(path, "frames", f"expected a uint8 array, got {getattr(frames, 'dtype', type(frames))}")
-    if frames.ndim != 3:
-        raise _err(path, "frames", f"expected shape (T, H, W), got {frames.shape}")
+    if frames.ndim == 4 and frames.shape[-1] == 1:
+        frames = frames[..., 0]
+    if frames.ndim not in (3, 4):
+        raise _err(path, "frames", f"expected shape (T, H, W) or (T, H, W, C), got {frames.shape}")
     frames = np.ascontiguousarray(frames)
-    T, H, W = frames.shape
+    T, H, W = frames.shape[:3]
+    C = int(frames.shape[3]) if frames.ndim == 4 else 1
     if T == 0 or H == 0 or W == 0:
         raise _err(path, "frames", f"empty frames array of shape {frames.shape}")
 
@@ -350,13 +365,14 @@ def write_session(
     mean_rate = (robs.astype(np.float64) * valid).sum(axis=0) / np.maximum(n_valid, 1.0)
 
     meta = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1 if C == 1 else SCHEMA_VERSION,
         "name": str(name),
         "subject": str(subject),
         "sampling_rate": float(sampling_rate),
         "n_frames": int(T),
         "n_neurons": int(N),
         "frame_shape": [int(H), int(W)],
+        **({"frame_channels": C} if C > 1 else {}),
         "neuron_ids": [int(i) for i in neuron_ids],
         "behavior_names": list(behavior_names),
         "has_true_rates": true_rates is not None,
@@ -369,7 +385,7 @@ def write_session(
     }
 
     # ---- build the Arrow table (zero-copy wraps of the numpy arrays) ---------------------------
-    cols: dict[str, pa.Array] = {"frame": _fixed_list(frames, H * W), "robs": _fixed_list(robs, N), "dfs": _fixed_list(dfs, N)}
+    cols: dict[str, pa.Array] = {"frame": _fixed_list(frames, H * W * C), "robs": _fixed_list(robs, N), "dfs": _fixed_list(dfs, N)}
     if behavior is not None:
         cols["behavior"] = _fixed_list(behavior, behavior.shape[1])
     if true_rates is not None:
@@ -430,11 +446,18 @@ def read_session_meta(path: str | os.PathLike) -> dict:
     for key in _REQUIRED_META_KEYS:
         if key not in meta:
             raise _err(path, key, f"missing from {META_FILENAME}")
-    if meta["schema_version"] != SCHEMA_VERSION:
-        raise _err(path, "schema_version", f"unsupported schema version {meta['schema_version']!r} (expected {SCHEMA_VERSION})")
+    if meta["schema_version"] not in SUPPORTED_SCHEMA_VERSIONS:
+        raise _err(path, "schema_version", f"unsupported schema version {meta['schema_version']!r} (this neurotrain "
+                                           f"reads {list(SUPPORTED_SCHEMA_VERSIONS)})")
     fs = meta["frame_shape"]
     if not (isinstance(fs, list) and len(fs) == 2 and all(isinstance(v, int) and v > 0 for v in fs)):
         raise _err(path, "frame_shape", f"expected [H, W] of positive ints, got {fs!r}")
+    fc = meta.get("frame_channels", 1)
+    if isinstance(fc, bool) or not isinstance(fc, int) or fc < 1:
+        raise _err(path, "frame_channels", f"expected a positive int, got {fc!r}")
+    if fc > 1 and meta["schema_version"] < 2:
+        raise _err(path, "frame_channels", f"{fc} channels need schema version 2, the metadata says "
+                                           f"{meta['schema_version']}")
     N = meta["n_neurons"]
     for key in ("neuron_ids", "mean_rate"):
         if len(meta[key]) != N:
@@ -496,11 +519,13 @@ class Session:
     """A recording session opened from disk with zero-copy, memory-mapped, read-only numpy views.
 
     Attributes:
-        path, name, subject, sampling_rate, n_frames, n_neurons, frame_shape (H, W),
+        path, name, subject, sampling_rate, n_frames, n_neurons, frame_shape (H, W), frame_channels (C: 1 for
+        grey, 3 for RGB),
         neuron_ids (N,) int64, behavior_names (list of str), meta (the full metadata dict),
         response_type ("counts" or "continuous"; "counts" for folders written before it existed),
         stim_type_names (list of str or None),
-        frames (T, H, W) uint8, robs (T, N) float32, dfs (T, N) uint8, trial_ids (T,) int64,
+        frames (T, H, W) uint8 (grey) or (T, H, W, C) uint8 (colour, channels last),
+        robs (T, N) float32, dfs (T, N) uint8, trial_ids (T,) int64,
         behavior (T, D) float32 or None, true_rates (T, N) float32 or None,
         covariates (dict name -> (T, ...) array in its stored dtype and original shape; empty if none),
         data_files (the memory-mapped Arrow files).
@@ -524,6 +549,7 @@ class Session:
         self.n_frames: int = int(meta["n_frames"])
         self.n_neurons: int = int(meta["n_neurons"])
         self.frame_shape: tuple[int, int] = (int(meta["frame_shape"][0]), int(meta["frame_shape"][1]))
+        self.frame_channels: int = int(meta.get("frame_channels", 1))
         self.neuron_ids: np.ndarray = np.asarray(meta["neuron_ids"], dtype=np.int64)
         self.behavior_names: list[str] = list(meta["behavior_names"])
         self.response_type: str = meta.get("response_type", "counts")
@@ -560,8 +586,9 @@ class Session:
             raise _err(path, "n_frames", f"metadata says {T} frames but the Arrow data has {table.num_rows} rows")
         files = self.data_files
 
-        frames = _column_view(path, files, table, "frame", H * W, np.dtype(np.uint8))
-        self.frames = frames.reshape(T, H, W)
+        C = self.frame_channels
+        frames = _column_view(path, files, table, "frame", H * W * C, np.dtype(np.uint8))
+        self.frames = frames.reshape(T, H, W) if C == 1 else frames.reshape(T, H, W, C)
         self.robs = _column_view(path, files, table, "robs", N, np.dtype(np.float32))
         self.dfs = _column_view(path, files, table, "dfs", N, np.dtype(np.uint8))
         self.trial_ids = _column_view(path, files, table, "trial_id", None, np.dtype(np.int64))
@@ -612,6 +639,7 @@ class Session:
         return (
             f"Session(name={self.name!r}, subject={self.subject!r}, n_frames={self.n_frames}, "
             f"n_neurons={self.n_neurons}, frame_shape={self.frame_shape}, "
-            f"behavior={self.behavior_names}, response_type={self.response_type!r}, "
+            + (f"frame_channels={self.frame_channels}, " if self.frame_channels > 1 else "")
+            + f"behavior={self.behavior_names}, response_type={self.response_type!r}, "
             f"covariates={list(self.covariates)}, path={str(self.path)!r})"
         )

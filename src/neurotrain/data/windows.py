@@ -70,16 +70,17 @@ def valid_sample_times(trial_ids: np.ndarray, dfs: np.ndarray, max_lag: int) -> 
 def gather_windows(frames: np.ndarray, times: np.ndarray, lags: Sequence[int] | np.ndarray) -> np.ndarray:
     """Gather lagged stimulus windows for a batch of sample times, in one fancy-indexing step.
 
-    ``out[b, 0, k] = frames[times[b] - lags[k]]``: lag index 0 (``lags[0] == 0`` usually) is the
-    newest frame, the last index the oldest.
+    ``out[b, c, k] = frames[times[b] - lags[k]]`` (channel ``c`` of it): lag index 0 (``lags[0] == 0``
+    usually) is the newest frame, the last index the oldest.
 
     Args:
-        frames: (T, H, W) array (typically the uint8 memory-mapped frames of a session).
+        frames: (T, H, W) grey or (T, H, W, C) colour (channels last) array (typically the uint8
+            memory-mapped frames of a session).
         times: (B,) integer sample times.
         lags: (L,) non-negative integer lags.
 
     Returns:
-        (B, 1, L, H, W) array of ``frames.dtype`` (a new, C-contiguous array).
+        (B, C, L, H, W) array of ``frames.dtype`` (a new, C-contiguous array); C = 1 for grey frames.
 
     Raises:
         IndexError: when a window would reach before frame 0 or past the end (negative indices
@@ -96,8 +97,10 @@ def gather_windows(frames: np.ndarray, times: np.ndarray, lags: Sequence[int] | 
             f"window indices out of range [0, {T}): min {int(idx.min())}, max {int(idx.max())} "
             "(times must satisfy lags.max() <= t and t - lags.min() < T)"
         )
-    out = frames[idx]  # (B, L, H, W)
-    return out[:, None]
+    out = frames[idx]  # (B, L, H, W) or (B, L, H, W, C)
+    if out.ndim == 4:
+        return out[:, None]
+    return np.ascontiguousarray(np.moveaxis(out, -1, 1))  # (B, C, L, H, W)
 
 
 def split_by_trial_blocks(
