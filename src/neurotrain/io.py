@@ -42,7 +42,7 @@ from neurotrain.errors import ConfigError, NeurotrainError
 
 __all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "atomic_dir", "fsync_tree", "remove_stale_temps",
            "read_yaml", "write_yaml", "read_json", "read_jsonl", "append_jsonl", "append_text", "write_safetensors",
-           "sha256_file", "write_errno", "free_bytes", "tree_bytes", "format_bytes"]
+           "sha256_file", "write_errno", "free_bytes", "tree_bytes", "format_bytes", "NO_SPACE_ERRNOS"]
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -241,6 +241,8 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ write faults
+#: the errnos of a file system without room for a write: a full disk, a quota
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", 122)})
 _ERRNO_IN_TEXT = re.compile(r"(?:\[Errno (\d+)\]|os error (\d+)|errno[ =:]+(\d+))", re.IGNORECASE)
 _WRITE_WORDS = ("no space left", "quota", "file write failed", "i/o error", "io error", "ioerror", "storagefull",
                 "pytorchstreamwriter", "inline_container", "unexpected pos", "read-only file system")

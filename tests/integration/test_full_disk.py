@@ -169,3 +169,21 @@ def test_two_processes_on_a_full_disk_both_stop_with_one_message(tmp_path, disk)
     assert f"{run / 'state' / 'step_00000008'}: resumable state: could not be written" in line
     assert "resume with: accelerate launch [your launch options] -m neurotrain train " in line
     assert sorted(p.name for p in (run / "state").iterdir()) == ["LATEST", "step_00000004"] and temps(run) == []
+
+
+def test_ingesting_onto_a_full_disk_exits_74_and_leaves_nothing(tmp_path, disk):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "big.npz"  # ~0.5 MB of frames: more than the 200 KiB left
+    np.savez(npz, frames=rng.integers(0, 256, (500, 32, 32), dtype=np.uint8),
+             responses=rng.poisson(1.0, (500, 5)).astype(np.float32), subject=np.array("m"),
+             sampling_rate=np.array(10.0))
+    free = fill(disk, 200 * 1024)
+    proc = neurotrain(["ingest", "npz", str(npz), str(disk / "sessions")], tmp_path)
+    assert proc.returncode == 74, proc.stderr[-3000:]
+    line = error_line(proc)
+    assert line.startswith(f"neurotrain: ingest error: {disk / 'sessions' / 'big'}: session folder: could not be "
+                           "written: No space left on device; ")
+    assert abs(amount(line, r"; ([\d.]+ \S?i?B) free on its file system") - free) <= 8 * 1024
+    assert list((disk / "sessions").iterdir()) == []  # no partial session, no hidden temporary folder

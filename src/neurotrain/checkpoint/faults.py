@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from neurotrain.io import format_bytes, free_bytes, write_errno
+from neurotrain.io import NO_SPACE_ERRNOS, format_bytes, free_bytes, write_errno
 
 NOT_IO = 1_000_000
 QUOTA_ERRNOS = {getattr(_errno, "EDQUOT", 122)}
-SPACE_ERRNOS = {_errno.ENOSPC} | QUOTA_ERRNOS
+SPACE_ERRNOS = set(NO_SPACE_ERRNOS)
 
 
 @dataclass

@@ -52,6 +52,13 @@ therefore rewrites the single shard it produced as an Arrow IPC stream with exac
 batch (same schema, same Hugging Face feature metadata); ``datasets.load_from_disk`` reads it
 unchanged. If a session on disk is nevertheless multi-chunk (e.g. written by another tool),
 :meth:`Session.open` raises :class:`SessionError` naming the file instead of silently copying.
+
+A ``schema_version`` this neurotrain cannot read is refused by :func:`check_schema`, naming
+``neurotrain_session.json`` and what to do: a newer version (upgrade neurotrain, or ingest the recording again
+with this one), an older one (ingest it again), or a value that is no version (a damaged file). No upgrade command
+exists because no schema predates version 1, which every neurotrain reads as it is. A session folder that does not
+fit on the disk (ENOSPC, EDQUOT) leaves nothing half-written and raises :class:`~neurotrain.errors.SaveError`
+(``neurotrain ingest`` exits with 74).
 """
 
 from __future__ import annotations
@@ -67,8 +74,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from neurotrain.errors import DataError
-from neurotrain.io import atomic_dir
+from neurotrain.errors import DataError, SaveError
+from neurotrain.io import NO_SPACE_ERRNOS, atomic_dir, format_bytes, free_bytes, write_errno
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -306,6 +313,9 @@ def write_session(
         behavior = _as_array(path, "behavior", behavior, np.dtype(np.float32), 2)
         if behavior.shape[0] != T:
             raise _err(path, "behavior", f"has {behavior.shape[0]} rows but frames has {T}")
+        if not np.all(np.isfinite(behavior)):
+            raise _err(path, "behavior", "contains NaN or inf (neurotrain.data.ingest masks them through dfs with "
+                                         "mask_nonfinite=True)")
         D = behavior.shape[1]
         if behavior_names is None:
             behavior_names = [f"behavior_{i}" for i in range(D)]
@@ -414,6 +424,15 @@ def write_session(
                 json.dump(meta, fh, indent=1)
     except FileExistsError:  # appeared while we were writing
         raise FileExistsError(f"session {str(path)!r} already exists (pass overwrite=True to replace it)") from None
+    except Exception as err:  # noqa: BLE001 - a full disk or quota becomes a message; anything else is raised
+        needed = sum(int(c.nbytes) for c in table.columns) + 64 * 1024
+        code = write_errno(err, path, needed)
+        if code not in NO_SPACE_ERRNOS:
+            raise
+        raise SaveError(path, "session folder", f"could not be written: {os.strerror(code)}; "
+                        f"{format_bytes(free_bytes(path.parent))} free on its file system, the session needs about "
+                        f"{format_bytes(needed)}; nothing half-written was left (a session already there is "
+                        "unchanged); free space, or write to another folder, and ingest again") from None
     return path
 
 
@@ -426,6 +445,26 @@ def is_session_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` is a folder holding a neurotrain metadata file."""
     p = Path(path)
     return p.is_dir() and (p / META_FILENAME).is_file()
+
+
+def check_schema(meta_file: str | os.PathLike, version: Any) -> None:
+    """Refuse a ``schema_version`` this neurotrain cannot read, naming the metadata file and what to do: a newer
+    one (written by a newer neurotrain: upgrade it, or ingest the recording again with this one), an older one
+    (ingest it again), or a value that is no version at all (a damaged file). There is no upgrade command: no
+    schema older than the first exists, and version 1 folders are read as they are."""
+    known = sorted(SUPPORTED_SCHEMA_VERSIONS)
+    reads = f"this neurotrain reads version{'s' if len(known) > 1 else ''} {', '.join(map(str, known))}"
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        msg = (f"{version!r} is not a schema version (a positive integer): the file is damaged; ingest the "
+               "recording again (neurotrain ingest)")
+    elif version > max(known):
+        msg = (f"{version} was written by a newer neurotrain ({reads}): upgrade neurotrain to read this session "
+               "(pip install -U neurotrain), or ingest the recording again with this one")
+    elif version not in known:
+        msg = f"{version} is older than this neurotrain reads ({reads}): ingest the recording again (neurotrain ingest)"
+    else:
+        return
+    raise SessionError(msg, source=meta_file, key="schema_version")
 
 
 def read_session_meta(path: str | os.PathLike) -> dict:
@@ -446,9 +485,7 @@ def read_session_meta(path: str | os.PathLike) -> dict:
     for key in _REQUIRED_META_KEYS:
         if key not in meta:
             raise _err(path, key, f"missing from {META_FILENAME}")
-    if meta["schema_version"] not in SUPPORTED_SCHEMA_VERSIONS:
-        raise _err(path, "schema_version", f"unsupported schema version {meta['schema_version']!r} (this neurotrain "
-                                           f"reads {list(SUPPORTED_SCHEMA_VERSIONS)})")
+    check_schema(mpath, meta["schema_version"])
     fs = meta["frame_shape"]
     if not (isinstance(fs, list) and len(fs) == 2 and all(isinstance(v, int) and v > 0 for v in fs)):
         raise _err(path, "frame_shape", f"expected [H, W] of positive ints, got {fs!r}")
