@@ -8,6 +8,8 @@ In the order data flows:
 * :mod:`.reader`: the restricted reader of Lightning ``.ckpt`` files (nothing in the file runs);
 * :mod:`.convert`: every checkpoint layout era mapped onto today's model (``neurotrain convert``);
 * :mod:`.resume`: continuing a legacy run (its weights, AdamW moments, epoch and step);
+* :mod:`.export`: the way back, a neurotrain model written as a VisionCore ``.ckpt`` (``neurotrain export-legacy``);
+* :mod:`.export`: the way back, a neurotrain model written as a VisionCore ``.ckpt`` (``neurotrain export-legacy``);
 * :mod:`.cli`: the legacy training command lines, translated into recipes.
 
 The core reaches this package only through :mod:`neurotrain.sources` (data, weights, the starting state) and the
