@@ -20,6 +20,7 @@ import pytest
 from neurotrain.checkpoint.portable import load_portable
 from neurotrain.io import free_bytes, tree_bytes
 from tests.helpers.tiny import ROOT, tiny_recipe
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.slow  # trains end to end in child processes
 
@@ -75,7 +76,7 @@ def neurotrain(args: list[str], cwd: Path, launch: bool = False, timeout: int = 
     cmd = [sys.executable, "-m", "neurotrain", *args]
     if launch:  # two CPU processes, as tests/integration/test_two_process.py launches them
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", "29641", "-m", *cmd[2:]]
+               str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), "-m", *cmd[2:]]
     return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=timeout)
 
 

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers.tiny import ROOT, tiny_recipe
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.slow  # end-to-end runs (make test-fast leaves them out)
 
@@ -74,7 +75,7 @@ def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("straight")
     recipe = _recipe(d, d.parent / "data")
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", "29571",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
            "-m", "neurotrain", "train", str(recipe)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=d, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -111,7 +112,7 @@ def _launchers(recipe: Path, cwd: Path, port: int):
 def test_two_nodes_stop_on_sigusr1_resume_and_match_a_single_node_run(tmp_path, reference):
     data, losses, weights = reference
     recipe = _recipe(tmp_path, data)
-    procs = _launchers(recipe, tmp_path, 29573)
+    procs = _launchers(recipe, tmp_path, free_port())
     _stop_when_training(procs, tmp_path, lambda: [p.pid for p in procs])
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
@@ -119,7 +120,7 @@ def test_two_nodes_stop_on_sigusr1_resume_and_match_a_single_node_run(tmp_path, 
     stopped_at = int((tmp_path / "run" / "state" / "LATEST").read_text().strip().split("_")[1])
     assert 0 < stopped_at < 2 * STEPS
     # the next start (both nodes again) resumes there and finishes
-    procs = _launchers(recipe, tmp_path, 29575)
+    procs = _launchers(recipe, tmp_path, free_port())
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     assert f"step {stopped_at}" in outs[0] and "resumed from" in outs[0]
@@ -203,7 +204,7 @@ def test_the_fsdp_config_on_cpu_processes_trains_as_ddp_and_says_so(tmp_path, re
     data, losses, weights = reference
     recipe = _recipe(tmp_path, data)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2", "--main_process_port", "29577",
+           str(ROOT / "accelerate_configs" / "fsdp.yaml"), "--num_processes", "2", "--main_process_port", str(free_port()),
            "-m", "neurotrain", "train", str(recipe)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.helpers.tiny import ROOT, tiny_recipe
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.slow  # end-to-end runs (make test-fast leaves them out)
 
@@ -49,7 +50,7 @@ def message(proc) -> str:
 
 
 def test_a_state_refused_on_rank_1_only_stops_both_ranks(tmp_path):
-    proc = launch(tmp_path, 29651, "random_states_1", rank=1)  # rank 1's RNG file of the first state
+    proc = launch(tmp_path, free_port(), "random_states_1", rank=1)  # rank 1's RNG file of the first state
     assert proc.returncode != 0
     assert exits(proc) == {0: (0, 74), 1: (1, 74)}, proc.stdout[-2000:] + proc.stderr[-3000:]
     line = message(proc)
@@ -61,7 +62,7 @@ def test_a_state_refused_on_rank_1_only_stops_both_ranks(tmp_path):
 
 
 def test_a_model_folder_refused_on_the_main_process_stops_both_ranks(tmp_path):
-    proc = launch(tmp_path, 29652, "checkpoints/.last.", rank=0, FAULT_AFTER="3")  # epoch 1's folder
+    proc = launch(tmp_path, free_port(), "checkpoints/.last.", rank=0, FAULT_AFTER="3")  # epoch 1's folder
     assert exits(proc) == {0: (1, 74), 1: (0, 74)}, proc.stdout[-2000:] + proc.stderr[-3000:]
     line = message(proc)
     assert f"{tmp_path / 'run' / 'checkpoints' / 'last'}: model folder: could not be written" in line
@@ -72,7 +73,7 @@ def test_a_model_folder_refused_on_the_main_process_stops_both_ranks(tmp_path):
 def test_a_metrics_log_refused_mid_epoch_stops_both_ranks_at_the_next_check(tmp_path):
     """The main process cannot append a step row at step 4; the ranks agree at the next preemption check (step
     10), so both stop there: no state was written after the failure and the log keeps its whole rows."""
-    proc = launch(tmp_path, 29653, "metrics.jsonl", rank=0, steps=12, FAULT_AFTER="3")
+    proc = launch(tmp_path, free_port(), "metrics.jsonl", rank=0, steps=12, FAULT_AFTER="3")
     # the rows of steps 4, 5, ..., 10 were each refused (held, tried again with the next row): the stop came at 10
     assert exits(proc) == {0: (7, 74), 1: (0, 74)}, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert f"{tmp_path / 'run' / 'metrics.jsonl'}: metrics log: could not be written" in message(proc)
@@ -82,7 +83,7 @@ def test_a_metrics_log_refused_mid_epoch_stops_both_ranks_at_the_next_check(tmp_
 
 
 def test_continue_on_two_ranks_trains_on_and_the_next_state_is_saved(tmp_path):
-    proc = launch(tmp_path, 29654, "random_states_1", rank=1, policy="continue", FAULT_TIMES="1")
+    proc = launch(tmp_path, free_port(), "random_states_1", rank=1, policy="continue", FAULT_TIMES="1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert exits(proc) == {0: (0, 0), 1: (1, 0)}
     assert proc.stderr.count("[neurotrain] warning:") == 1  # the main process warns, once

@@ -12,6 +12,7 @@ from tests.helpers.tiny import ROOT, tiny_recipe
 import pytest
 
 from tests.helpers.outcomes import outcome
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.slow  # end-to-end runs (make test-fast leaves them out)
 
@@ -29,7 +30,7 @@ def launch(args, tmp_path, port, timeout=600):
 
 def test_every_training_sample_is_drawn_once_per_epoch_across_two_ranks(tmp_path):
     recipe = tiny_recipe(tmp_path)
-    launch([str(ROOT / "tests" / "scripts" / "draws_per_rank.py"), str(recipe), str(tmp_path)], tmp_path, 29531)
+    launch([str(ROOT / "tests" / "scripts" / "draws_per_rank.py"), str(recipe), str(tmp_path)], tmp_path, free_port())
     ranks = [json.loads((tmp_path / f"draws_rank{r}.json").read_text()) for r in range(2)]
     assert all(r["world"] == 2 and r["backend"] == "gloo" for r in ranks)
     n = ranks[0]["n_train"]
@@ -47,7 +48,7 @@ def test_recipe_trains_on_two_processes(tmp_path):
     recipe = tiny_recipe(tmp_path, train={"max_epochs": 2},
                          logging={"model_logging": True, "fast_log_interval": 1, "slow_log_interval": 2,
                                   "log_dataset_idx": 1, "heartbeat": True, "progress_bar": False})
-    proc = launch(["-m", "neurotrain", "train", str(recipe)], tmp_path, 29532)
+    proc = launch(["-m", "neurotrain", "train", str(recipe)], tmp_path, free_port())
     assert "2 process(es)" in proc.stdout
     assert proc.stdout.count("training begins") == 1  # hooks print on the main process only
     # figures drawn by the main process's background thread, none lost at the end of the run
@@ -70,7 +71,7 @@ def test_two_ranks_give_the_gradient_of_the_pooled_global_batch(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     single = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, env=env)
     assert single.returncode == 0, single.stderr[-3000:]
-    launch([str(script), str(tmp_path)], tmp_path, 29533)
+    launch([str(script), str(tmp_path)], tmp_path, free_port())
     one, two = (load_file(str(tmp_path / f"grads_{w}.safetensors")) for w in (1, 2))
     assert one.keys() == two.keys() and "readouts.0.features.weight" in one and "readouts.1.features.weight" in one
     for k in one:
@@ -91,12 +92,12 @@ def test_two_process_resume_mid_epoch_with_the_curriculum_is_bit_identical(tmp_p
                              data={"cache_dir": str(tmp_path / "data"), **curriculum},
                              logging={"log_every_n_steps": 1, "progress_bar": False})
         if name == "stopped":
-            first = launch(["-m", "neurotrain", "train", str(recipe), "train.max_steps=12"], d, 29534)
+            first = launch(["-m", "neurotrain", "train", str(recipe), "train.max_steps=12"], d, free_port())
             assert "resumed" not in first.stdout
-            second = launch(["-m", "neurotrain", "train", str(recipe)], d, 29535)
+            second = launch(["-m", "neurotrain", "train", str(recipe)], d, free_port())
             assert "resumed from" in second.stdout and "step 12" in second.stdout
         else:
-            launch(["-m", "neurotrain", "train", str(recipe)], d, 29536)
+            launch(["-m", "neurotrain", "train", str(recipe)], d, free_port())
         rows = [json.loads(x) for x in (d / "run" / "metrics.jsonl").read_text().splitlines()]
         runs[name] = (
             [r["val_loss"] for r in rows if "val_loss" in r],

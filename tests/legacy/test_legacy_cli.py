@@ -17,6 +17,7 @@ from neurotrain.config import ConfigError, load_recipe
 from neurotrain.legacy.cli import FLAGS, NEW_FLAGS, hardware_plan, is_legacy, translate
 from neurotrain.sources import build_data
 from tests.helpers.tiny import ROOT
+from tests.helpers.ports import free_port
 from tests.legacy.test_legacy_training import make_stores
 
 MODEL = "learned_resnet_concat_convgru_gaussian"
@@ -371,7 +372,7 @@ def test_num_gpus_inside_a_launch_must_match_its_processes(tmp_path):
             "--num_workers", "0", "--precision", "32", "--experiment_name", "x"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", "29561", "-m", "neurotrain",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()), "-m", "neurotrain",
            "train", *argv]
     proc = subprocess.run(cmd + ["--num_gpus", "3"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode != 0

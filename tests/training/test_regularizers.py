@@ -27,6 +27,7 @@ from neurotrain.training.regularizers import (
     pattern_matches,
 )
 from tests.helpers.tiny import ROOT, tiny_recipe
+from tests.helpers.ports import free_port
 
 DEMO = yaml.safe_load((ROOT / "recipes" / "models" / "demo_twin.yaml").read_text())
 SHIPPED = yaml.safe_load((ROOT / "recipes" / "models" / "learned_resnet_wide3_none_convgru_gaussian.yaml").read_text())[
@@ -451,7 +452,7 @@ def test_two_processes_keep_identical_parameters_with_penalties_on_every_readout
     (tmp_path / "spy.py").write_text(RANK_SPY)
     env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", "29543",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
            str(tmp_path / "spy.py"), str(recipe), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
