@@ -113,3 +113,14 @@ def test_no_import_cycles_outside_legacy():
 def test_the_cycle_finder_finds_cycles():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_test_modules_have_unique_basenames():
+    """Test folders have no ``__init__.py``, so pytest imports each test file by its basename: two files with one
+    name in different folders stop the whole collection ("import file mismatch") on a clean clone."""
+    tests = Path(__file__).resolve().parent
+    seen: dict[str, list[str]] = {}
+    for p in tests.rglob("test_*.py"):
+        if "helpers" not in p.parts:
+            seen.setdefault(p.name, []).append(str(p.relative_to(tests)))
+    assert not {k: v for k, v in seen.items() if len(v) > 1}
