@@ -52,7 +52,9 @@ class SaveFailure:
     def describe(self) -> str:
         """``could not be written: <reason> (ENOSPC); 1.2 MiB free on its file system, the save needs about
         3.4 MiB`` (plus a note on quotas for EDQUOT)."""
-        reason = " ".join(self.reason.split()) or os.strerror(self.errno)
+        reason = " ".join(self.reason.split())
+        if os.strerror(self.errno) not in reason:  # torch.save / safetensors: the library's own words after it
+            reason = os.strerror(self.errno) + (f" ({reason})" if reason else "")
         text = f"could not be written: {reason} ({self.errname}"
         text += ")" if self.rank == 0 else f", on process {self.rank})"
         text += (f"; {format_bytes(self.free)} free on its file system, the save needs about "

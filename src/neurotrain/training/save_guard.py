@@ -41,8 +41,6 @@ from neurotrain.io import free_bytes
 #: kinds of save whose failure, still unresolved when the run ends, makes the run end with SaveError
 _MUST_SUCCEED = {"state": "resumable state", "last": "checkpoints/last", "metrics": "metrics log",
                  "recipe": "resolved recipe"}
-#: metrics rows held in memory at most while metrics.jsonl cannot be written (the oldest are dropped beyond)
-MAX_HELD_ROWS = 100_000
 
 
 class SaveGuard:
