@@ -51,7 +51,9 @@ def add(sub) -> None:
     p.add_argument("checkpoint", help="portable model folder (e.g. RUN/checkpoints/last) or legacy .ckpt")
     p.add_argument("--data", required=True, help="recipe YAML whose data section gives the sessions and splits")
     p.add_argument("overrides", nargs="*", help="key=value overrides of the data recipe")
-    p.add_argument("--split", choices=("val", "train"), default="val", help="which split to score (default val)")
+    p.add_argument("--split", choices=("val", "train", "test"), default="val",
+                   help="which split to score (default val; test: the recipe's data.test_trials, held out from "
+                        "training and validation)")
     p.add_argument("--out", help="output folder (default evaluation/<checkpoint name>-<split>)")
     p.add_argument("--no-report", action="store_true", help="metrics only, no figures")
     p.add_argument("--batch-size", type=int, default=256, help="samples per forward (default 256)")

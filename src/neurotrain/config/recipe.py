@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 from neurotrain.config.monitor import is_monitorable
+from neurotrain.config.test_trials import check_test_trials
 from neurotrain.config.typed import ConfigError, from_dict, to_dict
 from neurotrain.io import read_yaml
 
@@ -97,8 +98,14 @@ class DataConfig:
     kfold: int = 1
     kfold_index: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # Held-out test trials per session, e.g. {cowley_v4_190923: "600:1200"} (trial ids start <= id < stop; quote
+    # it), an id or a list of ids and ranges: they leave train and validation, and so does every trial of any
+    # session showing a byte-identical stimulus; `neurotrain evaluate --split test` scores them
+    # (neurotrain.config.test_trials, neurotrain.data.splits.hold_out_test_trials).
+    test_trials: dict = field(default_factory=dict)
 
     def check(self, file, prefix):
+        check_test_trials(self.test_trials, file, f"{prefix}.test_trials")
         if self.kfold < 1:
             raise ConfigError(file, f"{prefix}.kfold", f"must be >= 1 (1 = no folds), got {self.kfold}")
         if not 0 <= self.kfold_index < self.kfold:

@@ -24,7 +24,8 @@ from neurotrain.data.folds import FoldError, fold_seed, train_times_without_fold
 from neurotrain.data.multisession import MultiSessionDataset, SessionView
 from neurotrain.data.session import Session, SessionError, read_session_meta
 from neurotrain.data.synthetic import DEFAULT_FRAME_SIZE
-from neurotrain.data.splits import SplitReport, leakage_safe_splits
+from neurotrain.data.splits import (SplitReport, TrialSelectionError, check_trials_exist, hold_out_test_trials,
+                                    leakage_safe_splits, match_test_sessions, parse_test_trials)
 from neurotrain.data.windows import split_by_trial_blocks, valid_sample_times
 
 
@@ -37,6 +38,9 @@ class DataBundle:
     registry: list[dict]
     oracle_trials: list[list[int]]  # per session: trial ids of stimuli shown 2+ times (the oracle split)
     split_report: SplitReport
+    # data.test_trials: the held-out trials of every session (empty for sessions without any), or None when the
+    # recipe names none. Never trained or validated on (see neurotrain.data.splits.hold_out_test_trials).
+    test: MultiSessionDataset | None = None
 
     @property
     def names(self) -> list[str]:
@@ -124,23 +128,31 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
     names = [s.name for s in sessions]
     if len(set(names)) != len(names):
         raise ConfigError(recipe.source, "data.sessions", f"duplicate session names: {names}")
-    train_times, val_times, registry = [], [], []
+    train_times, val_times, all_times, registry = [], [], [], []
     for src in sources + context:
         s = src.session
         times = valid_sample_times(s.trial_ids, s.dfs, max(max(lags), int(history_lags)))
         if src.row_mask is not None:
             times = times[np.asarray(src.row_mask)[times]]
         tr, va = split_by_trial_blocks(s.trial_ids, times, src.val_fraction, seed=src.split_seed)
+        all_times.append(times)
         train_times.append(tr)
         val_times.append(va)
     train_times, val_times, oracle_trials, report = leakage_safe_splits(sessions, train_times, val_times, cfg.repeats)
+    test_times = None
+    if cfg.test_trials:
+        held = hold_out(recipe, sessions, names[:n_used], all_times, train_times, val_times)
+        train_times, val_times, test_times = held.train, held.val, held.test[:n_used]
+        report.test_samples = [len(t) for t in test_times]
+        report.test_removed = held.removed[:n_used]
+    del all_times
     # Held-out sessions only shape the split (their validation stimuli left every training split above).
     sessions, sources = sessions[:n_used], sources[:n_used]
     train_times, val_times, oracle_trials = train_times[:n_used], val_times[:n_used], oracle_trials[:n_used]
     report.moved_to_val, report.repeat_trials = report.moved_to_val[:n_used], report.repeat_trials[:n_used]
     if cfg.kfold > 1:  # k-fold: train without fold `kfold_index` of the training split (validation unchanged)
         train_times = [kfold_train_times(recipe, s, src, tr) for s, src, tr in zip(sessions, sources, train_times)]
-    for s, src, tr, va, reps in zip(sessions, sources, train_times, val_times, oracle_trials):
+    for j, (s, src, tr, va, reps) in enumerate(zip(sessions, sources, train_times, val_times, oracle_trials)):
         if len(tr) == 0 or len(va) == 0:
             raise ConfigError(recipe.source, "data", f"session {s.name} ({s.path}) has no train or no val samples")
         mean, std = response_moments(s, tr)
@@ -162,6 +174,7 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
                 "sampling_rate": float(s.sampling_rate),
                 "n_train_samples": int(len(tr)),
                 "n_val_samples": int(len(va)),
+                **({"n_test_samples": int(len(test_times[j]))} if test_times is not None else {}),
                 "n_repeat_trials": len(reps),
                 **({"overrides": src.overrides} if src.overrides else {}),
             }
@@ -169,9 +182,30 @@ def assemble(recipe: Recipe, sources: list[SessionSource], lags: list[int], hist
     kw = dict(use_behavior=cfg.use_behavior, stim_dtype=cfg.stim_dtype, history_lags=history_lags)
     train = MultiSessionDataset(sessions, train_times, lags, **kw)
     val = MultiSessionDataset(sessions, val_times, lags, **kw)
-    del train_times, val_times  # int64; the datasets keep int32 copies
+    test = None if test_times is None else MultiSessionDataset(sessions, test_times, lags, **kw)
+    del train_times, val_times, test_times  # int64; the datasets keep int32 copies
     release_freed_memory()
-    return DataBundle(sessions, train, val, lags, registry, oracle_trials, report)
+    return DataBundle(sessions, train, val, lags, registry, oracle_trials, report, test)
+
+
+def hold_out(recipe: Recipe, sessions, used_names: list[str], all_times, train_times, val_times):
+    """Apply ``data.test_trials`` (keys name sessions of the run, :func:`~neurotrain.data.splits.match_test_sessions`);
+    errors name ``data.test_trials.<key>``. Every session given, held-out context sessions included, loses the
+    copies of the held-out stimuli."""
+    cfg = recipe.data
+    ids: dict[int, list[int]] = {}
+    for key, spec in cfg.test_trials.items():
+        where = f"data.test_trials.{key}"
+        try:
+            i = match_test_sessions([key], used_names)[str(key)]
+            wanted = parse_test_trials(spec)
+            check_trials_exist(sessions[i], wanted)
+            ids[i] = sorted(set(ids.get(i, [])) | set(wanted))
+        except KeyError as err:
+            raise ConfigError(recipe.source, where, str(err.args[0])) from None
+        except TrialSelectionError as err:
+            raise ConfigError(recipe.source, where, str(err)) from None
+    return hold_out_test_trials(sessions, all_times, train_times, val_times, ids)
 
 
 def kfold_train_times(recipe: Recipe, session, source: SessionSource, train_times: np.ndarray) -> np.ndarray:

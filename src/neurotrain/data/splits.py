@@ -12,6 +12,10 @@ Rules applied after the per-session trial-block split (:func:`neurotrain.data.wi
    a session is held out entirely; these trials form the *oracle split* used for noise ceilings.
    ``repeats="split"`` leaves them to the block split (rule 1 still applies).
 
+3. **Held-out test trials** (``data.test_trials``, :func:`hold_out_test_trials`): the named trials leave train
+   and validation for a test split, and so does (dropped, not tested) every trial of any session that shows a
+   byte-identical stimulus.
+
 Everything is a pure function of the data and the block split, so every rank computes the same split.
 """
 
@@ -21,6 +25,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from neurotrain.config.test_trials import TrialSelectionError, parse_test_trials  # noqa: F401 (re-exported)
 
 
 def trial_hashes(frames: np.ndarray, trial_ids: np.ndarray) -> dict[int, str]:
@@ -43,6 +49,8 @@ class SplitReport:
     moved_to_val: list[int] = field(default_factory=list)   # per session: train samples moved by rule 1 or 2
     repeat_trials: list[int] = field(default_factory=list)  # per session: trials in the oracle split
     shared_stimuli: int = 0                                 # stimuli seen in more than one session
+    test_samples: list[int] = field(default_factory=list)   # per session: samples in the test split (data.test_trials)
+    test_removed: list[int] = field(default_factory=list)   # per session: train/val samples removed for the test split
 
 
 def _trials(tids: np.ndarray) -> np.ndarray:
@@ -84,3 +92,91 @@ def leakage_safe_splits(sessions, train_times, val_times, repeats: str = "val"):
         report.moved_to_val.append(int(move.sum()))
         report.repeat_trials.append(len(oracle_trials[i]))
     return new_train, new_val, oracle_trials, report
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Held-out test split (``data.test_trials``)
+
+
+def match_test_sessions(keys, names: list[str]) -> dict[str, int]:
+    """The session index each ``data.test_trials`` key names: the session called exactly ``key``, else the one
+    session whose name ends in ``_<key>`` (``190923`` names ``cowley_v4_190923``). Raises :class:`KeyError`
+    with a message for a key that names no session or several."""
+    out = {}
+    for key in keys:
+        k = str(key)
+        if k in names:
+            out[k] = names.index(k)
+            continue
+        hits = [i for i, n in enumerate(names) if n.endswith("_" + k)]
+        if len(hits) != 1:
+            what = "no session" if not hits else f"{len(hits)} sessions ({', '.join(names[i] for i in hits)})"
+            raise KeyError(f"names {what}; the sessions are {', '.join(names)} (use a full name or the part "
+                           "after its last '_')")
+        out[k] = hits[0]
+    return out
+
+
+def check_trials_exist(session, ids) -> None:
+    """:class:`TrialSelectionError` unless every id in ``ids`` is one of ``session``'s trial ids."""
+    ids = np.asarray(ids, dtype=np.int64)
+    have = _trials(np.asarray(session.trial_ids))
+    missing = np.setdiff1d(ids, have)
+    if missing.size:
+        raise TrialSelectionError(f"session {session.name} has no trial(s) {missing[:5].tolist()}"
+                              f"{' ...' if missing.size > 5 else ''} ({missing.size} of {ids.size} named are "
+                              f"missing; its trial ids run {int(have.min())}..{int(have.max())})")
+
+
+@dataclass
+class HeldOutSplit:
+    """The result of :func:`hold_out_test_trials`, per session (lists in session order)."""
+
+    train: list[np.ndarray]
+    val: list[np.ndarray]
+    test: list[np.ndarray]          # sample times of the named trials (empty where none are named)
+    removed: list[int]              # train + val samples removed: the named trials and copies of their stimuli
+    copies_removed: list[int]       # of those, samples of trials NOT named but showing a held-out stimulus
+
+
+def hold_out_test_trials(sessions, times, train_times, val_times, test_ids: dict[int, list[int]]) -> HeldOutSplit:
+    """Move the named trials out of train and validation into a test split, and drop from train and validation
+    every trial, in any of ``sessions``, whose stimulus is byte-identical to a held-out one (:func:`trial_hashes`):
+    a held-out image shown again under another index, or in another session, is never trained or tuned on.
+
+    ``times[i]``: all valid sample times of session ``i`` (before the split); ``train_times``/``val_times``: its
+    splits; ``test_ids``: session index -> trial ids (every id must be one of the session's trials, else
+    :class:`TrialSelectionError` naming the missing ones). The test split of a session holds the valid samples of
+    exactly its named trials; copies elsewhere are dropped, not added to a test split. Pure function of the
+    data, so every rank computes the same split.
+    """
+    n = len(sessions)
+    named = [np.asarray(test_ids.get(i, []), dtype=np.int64) for i in range(n)]
+    held: set[str] = set()
+    for i in test_ids:
+        s = sessions[i]
+        check_trials_exist(s, named[i])
+        h = trial_hashes(s.frames, s.trial_ids)
+        held.update(h[int(t)] for t in named[i])
+    out = HeldOutSplit([], [], [], [], [])
+    for i, s in enumerate(sessions):
+        tids = np.asarray(s.trial_ids)
+        h = trial_hashes(s.frames, s.trial_ids) if held else {}
+        mine = set(named[i].tolist())
+        copies = np.asarray(sorted(t for t, hx in h.items() if hx in held and t not in mine), dtype=np.int64)
+        drop = np.union1d(named[i], copies)
+        kept = []
+        n_removed = n_copies = 0
+        for part in (train_times[i], val_times[i]):
+            part_tids = tids[part]
+            gone = np.isin(part_tids, drop)
+            n_removed += int(gone.sum())
+            n_copies += int(np.isin(part_tids, copies).sum())
+            kept.append(part[~gone])
+        out.train.append(kept[0])
+        out.val.append(kept[1])
+        all_t = np.asarray(times[i])
+        out.test.append(np.sort(all_t[np.isin(tids[all_t], named[i])]) if named[i].size else all_t[:0])
+        out.removed.append(n_removed)
+        out.copies_removed.append(n_copies)
+    return out

@@ -8,7 +8,8 @@ An ensemble folder (:mod:`neurotrain.checkpoint.ensemble`) is scored on the mean
 report's weight figures (readout positions, kernels, receptive fields) show the first member.
 
 The data are the recipe's ``data`` section (importer, sessions, splits: the same trial-block splits
-training used, so ``--split val`` is held-out data). Every data session must be one of the checkpoint's
+training used, so ``--split val`` is held-out data; ``--split test`` scores the trials the recipe holds out in
+``data.test_trials``, never trained or validated on, and reports only the sessions that have some). Every data session must be one of the checkpoint's
 sessions (matched by name, neuron counts checked); checkpoint sessions without data are skipped.
 
 Written to ``--out`` (default ``evaluation/<checkpoint name>-<split>``):
@@ -36,6 +37,7 @@ import numpy as np
 import torch
 
 from neurotrain.checkpoint.ensemble import Ensemble
+from neurotrain.data.multisession import MultiSessionDataset
 from neurotrain.errors import ConfigError
 from neurotrain.evaluation.metrics_table import (neuron_metrics, overall_summary, session_summary,
                                                  subject_stats)
@@ -44,7 +46,7 @@ from neurotrain.evaluation.predictions import collect_predictions, repeat_arrays
 from neurotrain.io import read_jsonl
 from neurotrain.training.loss import session_losses
 
-SPLITS = ("val", "train")
+SPLITS = ("val", "train", "test")
 
 
 def match_sessions(model_sessions: list[str], data_names: list[str], source, checkpoint) -> list[int]:
@@ -56,6 +58,24 @@ def match_sessions(model_sessions: list[str], data_names: list[str], source, che
                                               f"({checkpoint}: {', '.join(model_sessions)})")
         out.append(model_sessions.index(name))
     return out
+
+
+def split_dataset(data, split: str):
+    """``(dataset, kept)``: the split's :class:`~neurotrain.data.multisession.MultiSessionDataset` and the indices
+    (into ``data.sessions``) of the sessions it holds. ``test`` (``data.test_trials``) keeps only the sessions
+    with held-out trials; a bundle without a test split is a ``ValueError`` saying how to make one."""
+    if split == "val":
+        return data.val, list(range(len(data.sessions)))
+    if split == "train":
+        return data.train, list(range(len(data.sessions)))
+    if getattr(data, "test", None) is None:
+        raise ValueError("the data have no test split: name held-out trials in data.test_trials")
+    full = data.test
+    kept = [i for i, n in enumerate(full.sizes) if n > 0]
+    sub = MultiSessionDataset([full.sessions[i] for i in kept], [full.times[i] for i in kept], full.lags,
+                              use_behavior=full.use_behavior, with_true_rates=full.with_true_rates,
+                              stim_dtype=full.stim_dtype, history_lags=full.history_lags)
+    return sub, kept
 
 
 def evaluate_model(model, data, *, split: str = "val", readout_of: list[int] | None = None,
@@ -72,12 +92,15 @@ def evaluate_model(model, data, *, split: str = "val", readout_of: list[int] | N
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    dataset = data.val if split == "val" else data.train
+    dataset, kept = split_dataset(data, split)
     losses = session_losses(data.registry, model.log_input)
+    losses = [losses[i] for i in kept]
+    readout_of = [i if readout_of is None else readout_of[i] for i in kept]
     preds = collect_predictions(model, dataset, losses, readout_of, batch_size=batch_size, device=device)
     nc_kw = dict(noise_ceiling or {})
     sessions, neurons, by_subject = [], [], {}
-    for i, p in enumerate(preds):
+    for j, p in enumerate(preds):
+        i = kept[j]
         per = neuron_metrics(p)
         reps = repeat_arrays(data.sessions[i], p, data.oracle_trials[i]) if data.oracle_trials[i] else None
         nc_row = {}
@@ -156,11 +179,13 @@ def write_report(out_dir: Path, model, data, result: dict, preds, run_metrics: P
                     "corr": s.get("corr")} for s in result["sessions"]]
     if isinstance(model, Ensemble):  # weights have no mean: the figures of weights show the first member
         model = model.members[0]
+    names = [s["session"] for s in result["sessions"]]  # the split's sessions (a test split may hold fewer)
+    readout_of = [readout_of[list(data.names).index(n)] for n in names]
     view = model.select_sessions(readout_of) if hasattr(model, "select_sessions") else model
     info = data.registry[0]
     return plots.write_report(
         out_dir, rows=read_jsonl(run_metrics) if run_metrics else None, per_session=per_session, model=view,
-        session_names=list(data.names),
+        session_names=names,
         predictions={p.name: {"pred": p.pred, "robs": p.target, "dfs": p.dfs} for p in preds},
         input_shape=tuple(info["input_shape"]), behavior_dim=int(info.get("behavior_dim", 0)),
     )
@@ -189,6 +214,9 @@ def evaluate_checkpoint(checkpoint, data_recipe, *, overrides=None, split: str =
         if model.session_neurons[i] != data.n_neurons[j]:
             raise ConfigError(recipe.source, "data", f"session {data.names[j]!r} has {data.n_neurons[j]} neurons, "
                                                      f"the checkpoint's readout {model.session_neurons[i]}")
+    if split == "test" and data.test is None:
+        raise ConfigError(recipe.source, "data.test_trials", "--split test needs held-out trials: name them per "
+                          "session in data.test_trials (e.g. data.test_trials.<session>=\"600:1200\")")
     with exact_eval(model):  # eval mode, no_grad, fp32 matmuls at 'highest', as neurotrain predict
         result, preds = evaluate_model(model, data, split=split, readout_of=readout_of, batch_size=batch_size,
                                        noise_ceiling=noise_ceiling)
