@@ -10,6 +10,7 @@
     neurotrain export-legacy MODEL OUT.ckpt
     neurotrain predict MODEL --inputs IN.safetensors --out OUT.safetensors
     neurotrain evaluate CHECKPOINT --data RECIPE.yaml
+    neurotrain insilico MODEL --experiment mei|gratings|rf|size|contrast --session S --out DIR
     neurotrain noise-ceiling RESPONSES.npy --out DIR
 
 Bad input (a :class:`~neurotrain.errors.NeurotrainError`: a recipe key, a file, a checkpoint, a flag) stops with
@@ -36,7 +37,7 @@ import errno
 import sys
 import warnings
 
-from neurotrain.cli import convert, ensemble, evaluate, export, ingest, predict, sweep, train, validate
+from neurotrain.cli import convert, ensemble, evaluate, export, ingest, insilico, predict, sweep, train, validate
 from neurotrain.errors import ConfigError, NeurotrainError
 from neurotrain.legacy.cli import WantsHelp, is_legacy
 from neurotrain.errors import SaveError
@@ -49,7 +50,7 @@ _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurotrain", description="Train multi-session digital twins of visual cortex.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (train, ensemble, sweep, validate, ingest, convert, export, predict, evaluate):
+    for command in (train, ensemble, sweep, validate, ingest, convert, export, predict, evaluate, insilico):
         command.add(sub)
     return parser
 
