@@ -99,7 +99,7 @@ def write_sessions(root):
 
 def recipe_file(tmp_path, paths, test_trials, **data):
     recipe = {"seed": 0, "output_dir": str(tmp_path / "run"),
-              "data": {"sessions": paths, "lags": 1, "use_behavior": False, "batch_size": 16,
+              "data": {**({"sessions": paths} if paths else {}), "lags": 1, "use_behavior": False, "batch_size": 16,
                        "test_trials": test_trials, **data},
               "model": {"config": "models/demo_twin.yaml"}}
     path = tmp_path / "recipe.yaml"
@@ -143,3 +143,18 @@ def test_bad_test_trials_are_config_errors_naming_the_key(tmp_path):
         build_data(load_recipe(recipe_file(tmp_path, paths, {"s_one": 3, "s_three": "25:40"})))
     with pytest.raises(ConfigError, match=r"data\.test_trials: got list, expected a mapping"):
         load_recipe(recipe_file(tmp_path, paths, ["0:5"]))
+
+
+def test_the_checker_names_an_unknown_session_key_without_loading_data(tmp_path):
+    from neurotrain.data.build import check_test_trial_sessions, known_session_names
+
+    paths, _ = write_sessions(tmp_path)
+    check_test_trial_sessions(load_recipe(recipe_file(tmp_path, paths, {"one": "0:5", "s_two": [1]})))
+    with pytest.raises(ConfigError, match=r"data\.test_trials\.s_four: names no session; the sessions are s_one"):
+        check_test_trial_sessions(load_recipe(recipe_file(tmp_path, paths, {"s_four": "0:5"})))
+    synth = recipe_file(tmp_path, None, {"2024-01-08": "0:5"}, synthetic={"n_sessions": 2})
+    assert known_session_names(load_recipe(synth)) == ["monkeyA_2024-01-01", "monkeyA_2024-01-08"]
+    check_test_trial_sessions(load_recipe(synth))
+    with pytest.raises(ConfigError, match=r"data\.test_trials\.2024-01-15"):
+        check_test_trial_sessions(load_recipe(recipe_file(tmp_path, None, {"2024-01-15": 3},
+                                                          synthetic={"n_sessions": 2})))

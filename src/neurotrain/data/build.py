@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -261,3 +262,57 @@ def declared_input_shape(recipe: Recipe) -> tuple[int, int, int, int]:
                           "cannot infer the stimulus shape from the data section without loading data; "
                           "declare it as [C, L, H, W]")
     return (channels, n_lags, size, size)
+
+
+def known_session_names(recipe: Recipe) -> list[str] | None:
+    """The names of the recipe's sessions, worked out without loading data (session metadata, the importer's
+    session list, the synthetic recording's names), or None where that needs the data (legacy dataset YAMLs)."""
+    d = recipe.data
+    if d.sessions:
+        names = []
+        for i, p in enumerate(d.sessions):
+            try:
+                names.append(str(read_session_meta(recipe.resolve(p))["name"]))
+            except (SessionError, OSError, KeyError, ValueError) as err:
+                raise ConfigError(recipe.source, f"data.sessions[{i}]", f"cannot read the session metadata: {err}") \
+                    from None
+        return names
+    if d.legacy_config:
+        return None
+    if d.importer:
+        from neurotrain.data.ingest import ALLEN_CONTAINER, IngestError, cowley_v4_sessions
+
+        name = str(d.importer.get("name", ""))
+        if name == "cowley_v4":
+            wanted = d.importer.get("sessions")
+            if not wanted:
+                try:
+                    wanted = cowley_v4_sessions(recipe.resolve(os.path.expandvars(str(d.importer.get("path", "")))))
+                except IngestError as err:
+                    raise ConfigError(recipe.source, "data.importer.path", str(err)) from None
+            return [f"cowley_v4_{s}" for s in wanted]
+        if name == "allen_v1":
+            return [f"allen_v1_{d.importer.get('container') or ALLEN_CONTAINER}"]
+        return None
+    import inspect
+
+    from neurotrain.data.synthetic import demo_session_names, generate_demo_sessions
+
+    default = inspect.signature(generate_demo_sessions).parameters["n_sessions"].default
+    return [n for n, _ in demo_session_names(int(d.synthetic.get("n_sessions", default)))]
+
+
+def check_test_trial_sessions(recipe: Recipe) -> None:
+    """ConfigError naming ``data.test_trials.<key>`` for a key that names none (or several) of the recipe's
+    sessions, where their names are known without loading data (:func:`known_session_names`); for ``neurotrain
+    validate``. (Trial ids are checked against the sessions when the data are built.)"""
+    if not recipe.data.test_trials:
+        return
+    names = known_session_names(recipe)
+    if names is None:
+        return
+    for key in recipe.data.test_trials:
+        try:
+            match_test_sessions([key], names)
+        except KeyError as err:
+            raise ConfigError(recipe.source, f"data.test_trials.{key}", str(err.args[0])) from None
