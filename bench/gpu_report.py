@@ -26,16 +26,23 @@ def main(out: str) -> None:
               f"{r['max_abs_diff_vs_fp32']:>15.2e}")
     dp = parts.get("datapath", {})
     print(f"\ndata path (batch {dp.get('batch')}, copy + cast to {dp.get('device')})")
-    for name, r in dp.get("results", {}).items():
-        print(f"  {name:<34}{r['samples_per_s']:>10} samples/s  ({r['host_dtype']} on the host)")
-    loop = parts.get("loop", {}).get("throughput", {})
+    for name, r in dp.get("results", {}).items():  # host_dtype: what the loader gives, before any cast
+        print(f"  {name:<34}{r['samples_per_s']:>10} samples/s  (loader batches {r['host_dtype']}, "
+              f"pinned: {'yes' if r['pin_memory'] else 'no'}, {r['device_dtype']} on the device)")
+    loop_all = parts.get("loop", {})
+    loop = loop_all.get("throughput", {})
     if loop:
+        mem = loop["loop"].get("peak_device_mb")
         print(f"\nloop vs bare bound: {loop['loop']['samples_per_s']:.0f} vs {loop['bare']['samples_per_s']:.0f} "
-              f"samples/s (ratio {loop['ratio']:.3f}); loop peak device memory {loop['loop'].get('peak_device_mb')} MB")
+              f"samples/s (ratio {loop['ratio']:.3f}); loop peak device memory "
+              f"{'-' if mem is None else f'{mem:.0f} MB'}")
+    for goal, g in loop_all.get("goals", {}).items():
+        print(f"  {goal}: {g['value']:.3g} (goal {g['goal']}: {'met' if g['pass'] else 'NOT met'})")
     ddp = parts.get("ddp", {})
     if ddp:
+        bps = ddp.get("val_bps_overall") or [None]
         print(f"1-GPU DDP launch of the demo: {ddp['steps']} steps, {ddp['step_ms_median']} ms/step, "
-              f"{ddp['wall_s']} s wall")
+              f"{ddp['wall_s']} s wall, val bits/spike {bps[-1] if bps[-1] is None else round(bps[-1], 4)}")
 
 
 if __name__ == "__main__":

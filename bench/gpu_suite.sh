@@ -12,7 +12,9 @@
 #                                                                                    bench/bench_loop.py --quick
 # 4. a 1-GPU DDP launch of the demo recipe (accelerate_configs/multi_gpu.yaml --num_processes 1): per-step time
 #    from its metrics log
-# Results: OUT/*.json, then bench/gpu_report.py prints them together.
+# Results: OUT/*.json (loop.txt: bench_loop's own table; ddp_run.log: the launch), then bench/gpu_report.py prints
+# them together. The loop's synthetic sessions are generated into OUT/bench_loop_data (kept for the next run).
+# --dry-run takes a few minutes on 2 CPU cores (the precision step runs the full-size canonical twin on the CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/gpu_suite
@@ -37,21 +39,28 @@ echo "[gpu_suite] 1/4 precision" >&2
 echo "[gpu_suite] 2/4 data path" >&2
 "$PY" bench/bench_gpu.py datapath $DRY | tail -n 1 > "$OUT/datapath.json"
 echo "[gpu_suite] 3/4 loop vs bare bound" >&2
+# its sessions under OUT (not the shared $TMPDIR/neurotrain_bench_loop that other runs regenerate at their sizes);
+# the whole output to loop.txt (JSON line, then the table), its first line to loop.json (no pipe to close early)
+LOOP_ARGS=(--quick --repeats 1 --data-dir "$OUT/bench_loop_data")
 if [ -z "$DRY" ]; then
-  "$PY" bench/bench_loop.py --quick --device cuda --repeats 1 | head -n 1 > "$OUT/loop.json"
+  LOOP_ARGS+=(--device cuda)
 else
-  "$PY" bench/bench_loop.py --quick --steps 4 --warmup 1 --repeats 1 --scaling-trials 2 | head -n 1 > "$OUT/loop.json"
+  # 6 trials: the smallest session with two 5-trial blocks, so that both train and val get samples
+  LOOP_ARGS+=(--steps 4 --warmup 1 --scaling-trials 6 --no-progress-bar)
 fi
+"$PY" bench/bench_loop.py "${LOOP_ARGS[@]}" > "$OUT/loop.txt"
+head -n 1 "$OUT/loop.txt" > "$OUT/loop.json"
 echo "[gpu_suite] 4/4 1-GPU DDP launch" >&2
 STEPS=60
 [ -n "$DRY" ] && STEPS=3
 RUN="$OUT/ddp_run"
 rm -rf "$RUN"
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 t0=$(date +%s.%N)
 "$PY" -m accelerate.commands.launch --config_file accelerate_configs/multi_gpu.yaml --num_processes 1 \
-  --main_process_port 29631 -m neurotrain train recipes/demo.yaml output_dir="$RUN" train.max_epochs=1 \
+  --main_process_port "$PORT" -m neurotrain train recipes/demo.yaml output_dir="$RUN" train.max_epochs=1 \
   train.steps_per_epoch=$STEPS logging.progress_bar=false logging.log_every_n_steps=1 checkpoint.save_top_k=0 \
-  > "$OUT/ddp_run.log" 2>&1
+  > "$OUT/ddp_run.log" 2>&1 || { tail -n 30 "$OUT/ddp_run.log" >&2; echo "[gpu_suite] the launch failed: $OUT/ddp_run.log" >&2; exit 1; }
 t1=$(date +%s.%N)
 "$PY" - "$RUN" "$t0" "$t1" > "$OUT/ddp.json" <<'PYEOF'
 import json, statistics, sys
