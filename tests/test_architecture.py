@@ -8,7 +8,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "neurotrain"
 # From the ground floor up: a package may import its own modules and those of earlier entries.
 LAYERS = ["neurotrain", "errors", "io", "config", "data", "model", "checkpoint", "training", "legacy", "sources",
-          "notebook", "predict", "evaluation", "run", "finetune", "cli", "__main__"]
+          "notebook", "predict", "evaluation", "insilico", "run", "finetune", "cli", "__main__"]
 CYCLES_ALLOWED_IN = {"legacy"}
 
 

@@ -315,6 +315,18 @@ def _refactor_era_3d_block(cfg):  # a [1, k, k] block marked 3-D (converted from
     b["dim"] = 3
 
 
+def _readout_dropout(cfg):  # neurotrain's feature dropout of the Gaussian readout
+    cfg["readout"]["params"]["dropout"] = 0.1
+
+
+def _factorized(cfg):
+    cfg["readout"] = {"type": "factorized", "params": {}}
+
+
+def _convnext(cfg):
+    cfg["convnet"] = {"type": "convnext", "params": {"channels": [4], "depths": [1], "stem_kernel_size": 2}}
+
+
 REFUSED = [(_gru, "model.recurrent.type", "silently drops"), (_pc, "model.modulator.type", "2521dd0"),
            (_convlstm, "model.recurrent.type", "2521dd0"),
            (_old_convgru, "model.recurrent.params.convgru_version", "refactor-era ConvGRU"),
@@ -323,7 +335,10 @@ REFUSED = [(_gru, "model.recurrent.type", "silently drops"), (_pc, "model.modula
            (_crop_both_needed, "model.convnet.params.shortcut_crop", "crop rule"),
            (_safe_grn, "model.convnet.params.block_configs[1].norm_params.grn_version", "SafeGRN"),
            (_shortcut_bias, "model.convnet.params.resnet_shortcut_params", "bias-free 1x1x1"),
-           (_refactor_era_3d_block, "model.convnet.params.block_configs[1].dim", "before e353351")]
+           (_refactor_era_3d_block, "model.convnet.params.block_configs[1].dim", "before e353351"),
+           (_readout_dropout, "model.readout.params.dropout", "no feature dropout"),
+           (_factorized, "model.readout.type", "not a VisionCore HEAD type"),
+           (_convnext, "model.convnet.type", "not a VisionCore HEAD type")]
 
 
 @pytest.mark.parametrize("mutate,key,why", REFUSED, ids=[r[1] + ":" + r[0].__name__ for r in REFUSED])
@@ -332,7 +347,8 @@ def test_models_visioncore_cannot_load_are_refused_by_key(mutate, key, why, tmp_
     mutate(cfg)
     n_sessions = 1 if cfg["model_type"] == "v1" else 2
     sessions = _sessions(overrides=(None, None))[:n_sessions]
-    folder, _ = _portable(tmp_path, cfg, sessions, input_shape=SHAPE if "gru" in str(cfg["recurrent"]) else None)
+    sized = "gru" in str(cfg["recurrent"]) or cfg["readout"]["type"] == "factorized"  # built from the input shape
+    folder, _ = _portable(tmp_path, cfg, sessions, input_shape=SHAPE if sized else None)
     out = tmp_path / "out" / "twin.ckpt"
     out.parent.mkdir()
     assert main(["export-legacy", str(folder), str(out)]) == 2
@@ -352,15 +368,17 @@ def test_neutral_neurotrain_options_are_dropped(tmp_path, capsys):
     cfg["recurrent"] = {"type": "convgru", "params": {"hidden_dim": 5, "convgru_version": "current"}}
     cfg["convnet"]["params"].update(resnet_shortcut_projection=True, resnet_shortcut_norm_type="none")
     b["norm_params"] = {"grn_version": "current"}
+    cfg["readout"]["params"]["dropout"] = 0.0
     sessions = _sessions()
     folder, model = _portable(tmp_path, cfg, sessions)
     out = tmp_path / "twin.ckpt"
     assert main(["export-legacy", str(folder), str(out)]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("note: ") == 6 and "shortcut_crop: both dropped" in printed
+    assert printed.count("note: ") == 7 and "shortcut_crop: both dropped" in printed
+    assert "model.readout.params.dropout: 0 dropped" in printed
     vc = read_checkpoint(out)["hyper_parameters"]["model_config_dict"]
     assert not {"shortcut_crop", "resnet_shortcut_projection", "resnet_shortcut_norm_type"} & set(vc["convnet"]["params"])
-    assert "convgru_version" not in vc["recurrent"]["params"]
+    assert "convgru_version" not in vc["recurrent"]["params"] and "dropout" not in vc["readout"]["params"]
     assert vc["convnet"]["params"]["block_configs"][1]["norm_params"] == {}
     assert vc["convnet"]["params"]["block_configs"][1]["pool_params"] == {"type": "aablur", "stride": 1, "r": 2}
     back, _ = from_pretrained(out)

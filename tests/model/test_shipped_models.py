@@ -2,7 +2,7 @@
 
 The data are two small sessions in the legacy layout (25 lags; 42-D behaviour, as the legacy data
 configs give the shipped models, or the width a model declares); the adapters resample any frame size onto the 51 x 51 grid the YAMLs
-declare, so 20 x 20 frames keep this fast. Training stops after ``max_steps`` (mid-epoch, so no
+declare, so 20 x 20 frames keep this fast. Models declaring ``initial_input_channels: 3`` get RGB sessions. Training stops after ``max_steps`` (mid-epoch, so no
 validation pass), and the per-step losses logged to ``metrics.jsonl`` must be finite; regularizer and
 auxiliary terms must be logged for the models that declare them.
 """
@@ -25,23 +25,25 @@ STEPS = 2
 
 @pytest.fixture(scope="module")
 def sessions_with_behavior(tmp_path_factory):
-    """``width -> [two session folders]`` with behaviour vectors of that width (written on first use)."""
-    made: dict[int, list[str]] = {}
+    """``(width, channels) -> [two session folders]`` with behaviour vectors of that width and frames of that many
+    channels (written on first use)."""
+    made: dict[tuple, list[str]] = {}
 
-    def get(width: int) -> list[str]:
-        if width not in made:
-            out = tmp_path_factory.mktemp(f"sessions{width}")
+    def get(width: int, channels: int = 1) -> list[str]:
+        if (width, channels) not in made:
+            out = tmp_path_factory.mktemp(f"sessions{width}_{channels}")
             rng = np.random.default_rng(width)
             n_trials, trial_frames = 20, 40
             t = n_trials * trial_frames
-            made[width] = [str(ingest_arrays(
+            made[width, channels] = [str(ingest_arrays(
                 out, name=f"S{i}", subject="M", sampling_rate=240.0,
-                frames=rng.integers(0, 256, size=(t, 20, 20), dtype=np.uint8),
+                frames=rng.integers(0, 256, size=(t, 20, 20) + ((3,) if channels == 3 else ()), dtype=np.uint8),
+                color="rgb" if channels == 3 else "luminance",
                 responses=rng.poisson(0.5, size=(t, n)).astype(np.float32),
                 trial_ids=np.repeat(np.arange(n_trials), trial_frames),
                 behavior=rng.normal(size=(t, width)).astype(np.float32),
             )) for i, n in enumerate((6, 9))]
-        return made[width]
+        return made[width, channels]
 
     return get
 
@@ -53,7 +55,7 @@ def test_shipped_model_trains_a_few_steps(tmp_path, sessions_with_behavior, mode
     recipe = {
         "seed": 0,
         "output_dir": str(tmp_path / "run"),
-        "data": {"sessions": sessions_with_behavior(width), "lags": 25, "batch_size": 4, "use_behavior": True,
+        "data": {"sessions": sessions_with_behavior(width, int(model_cfg.get("initial_input_channels", 1))), "lags": 25, "batch_size": 4, "use_behavior": True,
                  "val_fraction": 0.25},
         "model": {"config": str(model_yaml)},
         "train": {"max_epochs": 1, "max_steps": STEPS, "lr": 1e-3, "lr_scheduler": "none"},

@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 
+from neurotrain.config.augment import AugmentConfig
 from neurotrain.config.monitor import is_monitorable
 from neurotrain.config.test_trials import check_test_trials
 from neurotrain.config.typed import ConfigError, from_dict, to_dict
@@ -98,6 +99,9 @@ class DataConfig:
     kfold: int = 1
     kfold_index: int = 0
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    # Training-batch augmentation that keeps the stimulus-response mapping, e.g. {translate_px: 4}: random
+    # translations of the stimulus that the readouts follow (neurotrain.config.augment); none by default.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     # Held-out test trials per session, e.g. {cowley_v4_190923: "600:1200"} (trial ids start <= id < stop; quote
     # it), an id or a list of ids and ranges: they leave train and validation, and so does every trial of any
     # session showing a byte-identical stimulus; `neurotrain evaluate --split test` scores them

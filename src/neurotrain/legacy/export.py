@@ -247,6 +247,13 @@ def visioncore_config(model_config: dict, model, sessions: list, source, input_s
                    "stn": "was removed from VisionCore in 2521dd0 (2025-10-20)",
                    "convlstm": "was removed from VisionCore in 2521dd0 (2025-10-20)"}.get(t, "is not a VisionCore HEAD type")
             raise refuse(f"{path}.type", f"{block['type']!r} {why}; HEAD has {', '.join(HEAD_TYPES[comp])}")
+        params = block.get("params")
+        if comp == "readout" and isinstance(params, dict) and "dropout" in params:
+            if params["dropout"]:
+                raise refuse(f"{path}.params.dropout", f"{params['dropout']!r}: VisionCore's Gaussian readout has no "
+                             "feature dropout (neurotrain's addition)")
+            params.pop("dropout")
+            notes.append(f"{path}.params.dropout: 0 dropped (not a VisionCore key)")
     rec = _type(cfg, "recurrent")
     if rec in ("gru", "lstm"):
         raise refuse("model.recurrent.type", f"VisionCore's {rec!r} core (RecurrentWrapper) creates its RNN at the "

@@ -88,6 +88,24 @@ class AffineAdapter(nn.Module):
         theta = self.affine.unsqueeze(0).expand(n, -1, -1)
         return F.affine_grid(theta, [n, s, self.grid_size, self.grid_size], align_corners=True)
 
+    @torch.no_grad()
+    def shift_to_output(self, shift: torch.Tensor, in_hw: tuple[int, int]) -> torch.Tensor:
+        """A translation ``shift`` ``(B, 2)`` (rows, columns) of an ``in_hw`` stimulus, in input pixels, as pixels
+        of this adapter's ``grid_size`` output (the current zoom; no gradient): the input is sampled at
+        normalised ``A @ q + t`` for output point ``q``, so a shift of ``d`` input pixels moves the content by
+        ``A^-1 d`` in normalised units, ``(grid_size - 1) / (size_in - 1)`` output pixels per input pixel
+        (``size_in`` one less after the blur)."""
+        blur = self.blur_sigma() >= 1e-3
+        h, w = (int(v) - (1 if blur else 0) for v in in_hw)
+        d = shift.to(torch.float32)
+        norm_in = torch.stack([d[:, 1] * 2 / max(w - 1, 1), d[:, 0] * 2 / max(h - 1, 1)], dim=1)  # (x, y)
+        if self.transform == "scale":
+            norm_out = norm_in / F.softplus(self.log_scale).to(d.device).view(1, 2)
+        else:
+            norm_out = torch.linalg.solve(self.affine[:, :2].to(d.device), norm_in.T).T
+        g = (self.grid_size - 1) / 2
+        return torch.stack([norm_out[:, 1] * g, norm_out[:, 0] * g], dim=1)  # (rows, columns)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, s, h, w = x.shape
         x = x.reshape(b * c, s, h, w)

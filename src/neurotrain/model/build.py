@@ -50,7 +50,7 @@ from .frontend import build_frontend
 from .history import build_spike_history
 from .modulator import build_modulator
 from .multisession import MultiSessionModel
-from .readout import build_readout
+from .readout import NEEDS_FEATURE_SHAPE, build_readout
 from .recurrent import RecurrentWrapper, build_recurrent
 
 MODEL_TYPES = ("v1multi", "v1multi_history", "v1")
@@ -195,6 +195,10 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
     if modulator_only:
         core_in = 0 if mtype == "v1multi_history" else 1
 
+    if shape is not None and not modulator_only and shape[0] != in_ch:
+        raise ModelConfigError("model.initial_input_channels", f"{in_ch}, but the stimulus has {shape[0]} channels "
+                               f"(input_shape {list(shape)}); set initial_input_channels: {shape[0]} (e.g. 3 for RGB "
+                               "sessions, 1 for grey)")
     frontend = build_frontend(ftype, fparams, core_in, rate, path="model.frontend")
     convnet = _build_convnet(ctype, cparams, frontend.output_channels, "model.convnet")
     t, p = _component(cfg, "modulator", "model.modulator")
@@ -215,7 +219,11 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
         src, path = (ov, f"sessions[{i}].readout") if ov and ov.get("readout") is not None \
             else (cfg, "model.readout")
         t, p = _component(src, "readout", path, default_type="gaussian")
-        readouts.append(build_readout(t, p, recurrent.output_channels, n, path=path))
+        fshape = None
+        if str(t).lower() in NEEDS_FEATURE_SHAPE and shape is not None:
+            fshape = _feature_shape(adapters[i], frontend, convnet, modulator, recurrent, shape, path,
+                                    modulator_only, core_in)
+        readouts.append(build_readout(t, p, recurrent.output_channels, n, path=path, feature_shape=fshape))
 
     activation = get_activation_layer(cfg.get("output_activation", "none"),
                                       path="model.output_activation")
@@ -247,6 +255,40 @@ def build_model(model_config: dict[str, Any], n_neurons: Sequence[int] | None = 
     if isinstance(recurrent, RecurrentWrapper):
         _materialize_rnn(model, shape)
     return model
+
+
+@torch.no_grad()
+def _feature_shape(adapter, frontend, convnet, modulator, recurrent, shape: tuple, path: str,
+                   modulator_only: bool, core_in: int) -> tuple[int, int]:
+    """``(H, W)`` of the core output for a batch-1 zero stimulus of ``shape`` through ``adapter`` (eval mode, no
+    gradients, zero behaviour); a ``gru``/``lstm`` stage gives (1, 1)."""
+    mods = [m for m in (adapter, frontend, convnet, modulator) if m is not None]
+    modes = [m.training for m in mods]
+    for m in mods:
+        m.eval()
+    try:
+        if modulator_only:
+            x = torch.ones(1, core_in, 1, 1, 1)
+        else:
+            stim = torch.zeros(1, *shape)
+            x = adapter(stim)
+            x = stim if x is None else x
+        x = convnet(frontend(x))
+        if modulator is not None:
+            x = modulator(x, torch.zeros(1, int(modulator.behavior_dim)))
+        if not isinstance(recurrent, RecurrentWrapper):
+            x = recurrent(x)
+        else:
+            return (1, 1)
+    except ModelConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - reported with the key that needs the shape
+        raise ModelConfigError(f"{path}.type", f"sizing the readout: the core cannot process a stimulus of shape "
+                               f"{shape} ({type(err).__name__}: {err})") from err
+    finally:
+        for m, mode in zip(mods, modes):
+            m.train(mode)
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 @torch.no_grad()

@@ -309,6 +309,10 @@ class IdentityConvNet(nn.Identity):
 
 from .shifttcn import ShiftTCN  # noqa: E402 - refactor-era backbones (model/shifttcn.py, model/x3d.py)
 from .x3d import X3DNet  # noqa: E402
+from .backbone import BackboneCore  # noqa: E402 - neurotrain's 2-D cores (deepresnet.py, convnext.py, backbone.py)
+from .convnext import ConvNeXt  # noqa: E402
+from .deepresnet import DeepResNet  # noqa: E402
 
 CONVNET_TYPES = {"resnet": ResNet, "densenet": DenseNet, "vanilla": VanillaCNN, "cnn": VanillaCNN,
-                 "conv": VanillaCNN, "x3d": X3DNet, "x3dnet": X3DNet, "shifttcn": ShiftTCN}
+                 "conv": VanillaCNN, "x3d": X3DNet, "x3dnet": X3DNet, "shifttcn": ShiftTCN,
+                 "deepresnet": DeepResNet, "convnext": ConvNeXt, "backbone": BackboneCore}

@@ -140,14 +140,24 @@ class MultiSessionModel(nn.Module):
 
     def forward(self, stim: torch.Tensor | None, session_idx: int,
                 behavior: torch.Tensor | None = None,
-                history: torch.Tensor | None = None) -> torch.Tensor:
+                history: torch.Tensor | None = None,
+                readout_shift: torch.Tensor | None = None) -> torch.Tensor:
         """Rates (after the output activation) ``(B, N_i)`` for session ``session_idx``.
 
         ``stim`` ``(B, C, L, H, W)`` with lag index 0 = newest frame (ignored, may be None, for
         modulator-only models); ``behavior`` ``(B, D)``; ``history`` ``(B, history_lags, N_i)``
-        (required by history models, ignored otherwise)."""
+        (required by history models, ignored otherwise); ``readout_shift`` ``(B, 2)``: how far each sample's
+        stimulus was translated, in pixels of the core output (rows, columns), for the readout to follow
+        (training augmentation, :mod:`neurotrain.training.augment`; readouts with ``supports_shift`` only)."""
         x = self.core_forward(self.core_input(stim, session_idx, behavior), behavior)
-        y = self.readouts[session_idx](x)
+        readout = self.readouts[session_idx]
+        if readout_shift is None:
+            y = readout(x)
+        elif getattr(readout, "supports_shift", False):
+            y = readout(x, shift=readout_shift)
+        else:
+            raise ValueError(f"readout {session_idx} ({type(readout).__name__}) cannot follow stimulus translations "
+                             "(readout_shift); train it without data.augment")
         if self.spike_history is not None:
             y = y + self.history_term(history, session_idx, y.shape[0]).to(y.dtype)
         y = self.activation(y)
@@ -155,6 +165,17 @@ class MultiSessionModel(nn.Module):
             y = y + self.baseline_activation(self.baselines[session_idx])
         return y
 
+
+    def shift_to_core(self, session_idx: int, shift_px: torch.Tensor, stim_hw: tuple[int, int],
+                      core_stride: tuple[float, float]) -> torch.Tensor:
+        """A translation ``shift_px`` ``(B, 2)`` (rows, columns) of the stimulus, in stimulus pixels, as pixels of
+        the core output: through session ``session_idx``'s adapter (its current zoom, without gradient), then
+        divided by the core's ``core_stride`` (stimulus pixels per output pixel after the adapter, see
+        :func:`neurotrain.model.shapes.core_stride`)."""
+        adapter = self.adapters[session_idx]
+        to_grid = getattr(adapter, "shift_to_output", None)
+        d = shift_px.float() if to_grid is None else to_grid(shift_px.float(), stim_hw)
+        return d / torch.tensor(core_stride, dtype=d.dtype, device=d.device)
 
     def select_sessions(self, indices: list[int]) -> "MultiSessionModel":
         """A view of this model with only sessions ``indices`` (in that order), sharing every module and

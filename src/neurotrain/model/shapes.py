@@ -13,6 +13,12 @@ on the CPU) with hooks on every stage and returns one :class:`Stage` per stage, 
 A stage that raises is reported as :class:`ShapeError` naming the model-YAML key of that stage and the
 shape it received, e.g. ``model.convnet.params.block_configs[0]: cannot crop (1, 256, 12, 27, 27) up to
 ...``. Nothing here needs data: the input is zeros of the declared shape.
+
+A convnet may list its own stages with ``shape_stages()`` -> ``[(name, module, YAML key), ...]`` (the 2-D cores
+``deepresnet``, ``convnext`` and ``backbone`` do: their stages see frames, ``(B*T, C, H, W)``).
+
+:func:`core_stride` measures how many stimulus pixels one pixel of the core output spans (used to move the
+readouts with translated stimuli, :mod:`neurotrain.training.augment`).
 """
 
 from __future__ import annotations
@@ -55,22 +61,25 @@ def yaml_key(module_path: str) -> str:
     return f"model.{top}"
 
 
-def _stages(model: nn.Module, session_idx: int) -> list[tuple[str, nn.Module]]:
+def _stages(model: nn.Module, session_idx: int) -> list[tuple[str, nn.Module, str]]:
+    """``(module path, module, model-YAML key)`` of every stage, in call order."""
     out = []
     for name, child in model.named_children():
         if isinstance(child, nn.ModuleList):
             if name in ("adapters", "readouts", "spike_history") and len(child) > session_idx:
-                out.append((f"{name}.{session_idx}", child[session_idx]))
+                out.append((f"{name}.{session_idx}", child[session_idx], yaml_key(name)))
             continue
         if child is None or name in ("activation", "baseline_activation"):
             continue
-        if name == "convnet":
+        if name == "convnet" and callable(getattr(child, "shape_stages", None)):
+            out += [(f"convnet.{rel}", mod, key) for rel, mod, key in child.shape_stages()]
+        elif name == "convnet":
             stem = getattr(child, "stem", None)
             if isinstance(stem, nn.Module):
-                out.append(("convnet.stem", stem))
+                out.append(("convnet.stem", stem, yaml_key("convnet.stem")))
             for i, layer in enumerate(getattr(child, "layers", []) or []):
-                out.append((f"convnet.layers.{i}", layer))
-        out.append((name, child))
+                out.append((f"convnet.layers.{i}", layer, yaml_key(f"convnet.layers.{i}")))
+        out.append((name, child, yaml_key(name)))
     return out
 
 
@@ -98,6 +107,7 @@ def trace_shapes(model: nn.Module, input_shape, behavior_dim: int = 0, session_i
     if n_hist:
         kw["history"] = torch.zeros(1, n_hist, model.session_neurons[session_idx])
     stages = _stages(model, session_idx)
+    keys = {name: key for name, _, key in stages}
     seen: dict[str, Stage] = {}
     current: list[tuple[str, tuple]] = []
     handles = []
@@ -111,11 +121,11 @@ def trace_shapes(model: nn.Module, input_shape, behavior_dim: int = 0, session_i
         def hook(_, args, out):
             inp = current.pop()[1] if current else ()
             if name not in seen:
-                seen[name] = Stage(name, yaml_key(name), inp, _shape(out),
+                seen[name] = Stage(name, keys[name], inp, _shape(out),
                                    sum(p.numel() for p in mod.parameters()))
         return hook
 
-    for name, mod in stages:
+    for name, mod, _ in stages:
         handles.append(mod.register_forward_pre_hook(pre(name)))
         handles.append(mod.register_forward_hook(post(name, mod)))
     was_training = model.training
@@ -126,13 +136,43 @@ def trace_shapes(model: nn.Module, input_shape, behavior_dim: int = 0, session_i
         raise ShapeError(err.key, err.message) from err
     except Exception as err:  # noqa: BLE001 - re-raised with the failing stage named
         name, inp = current[-1] if current else ("model", tuple(stim.shape))
-        raise ShapeError(f"{yaml_key(name)}", f"fails on input of shape {inp} ({type(err).__name__}: {err})") from err
+        raise ShapeError(keys.get(name, yaml_key(name)), f"fails on input of shape {inp} ({type(err).__name__}: "
+                                                         f"{err})") from err
     finally:
         for hnd in handles:
             hnd.remove()
         model.train(was_training)
-    order = {name: i for i, (name, _) in enumerate(stages)}
+    order = {name: i for i, (name, _, _) in enumerate(stages)}
     return sorted(seen.values(), key=lambda s: (order.get(s.module, 0)))
+
+
+#: extra stimulus pixels of the second probe of :func:`core_stride` (a multiple of every stride up to 32, and of 3)
+STRIDE_PROBE = 96
+
+
+@torch.no_grad()
+def core_stride(model: nn.Module, session_idx: int, input_shape) -> tuple[float, float]:
+    """Stimulus pixels per pixel of the core output along (rows, columns), after session ``session_idx``'s adapter.
+
+    The frontend and convnet run (eval mode, no gradients) on zeros of the adapter's output size ``(h, w)`` and of
+    ``(h + 96, w + 96)``; the stride is ``96 / (growth of the output)``, exact for strides that divide 96. A core
+    whose output does not grow (global pooling) gives ``inf`` (translations then do not move the readout)."""
+    c, lags, h, w = (int(v) for v in input_shape)
+    modes = [(m, m.training) for m in model.modules()]  # restored one by one: frozen parts stay in eval mode
+    model.eval()
+    try:
+        x = model.adapters[session_idx](torch.zeros(1, c, lags, h, w))
+        x = torch.zeros(1, c, lags, h, w) if x is None else x
+        sizes = []
+        for extra in (0, STRIDE_PROBE):
+            probe = torch.zeros(*x.shape[:3], x.shape[3] + extra, x.shape[4] + extra)
+            out = model.convnet(model.frontend(probe))
+            sizes.append(out.shape[-2:])
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    grow = [int(b) - int(a) for a, b in zip(sizes[0], sizes[1])]
+    return tuple(STRIDE_PROBE / g if g > 0 else float("inf") for g in grow)  # type: ignore[return-value]
 
 
 def format_stages(stages: list[Stage]) -> str:

@@ -16,7 +16,8 @@ H x W the frame size read without loading data: from the first session folder's 
 or for ``data.legacy_config`` the first session's store in ``data.store_dir``, with L from the dataset YAML's
 ``keys_lags.stim``), the synthetic data (``data.synthetic.frame_size``) or the importer (``image_size`` for
 ``cowley_v4``, 31 for ``allen_v1``). A bare model YAML uses ``input_shape`` (default
-``[1, 25, 51, 51]``, the shape of the legacy data configs).
+``[C, 25, 51, 51]``, the shape of the legacy data configs, with C the YAML's ``initial_input_channels``, 1 when
+absent: an RGB model is traced on colour frames).
 """
 
 from __future__ import annotations
@@ -104,4 +105,7 @@ def validate(path: str | Path, overrides: list[str] | None = None, input_shape=N
                                      use_behavior=recipe.data.use_behavior)
     if overrides:
         raise ConfigError(path, "<overrides>", "overrides apply to recipes, not to a bare model YAML")
-    return validate_model_config(raw, path, tuple(input_shape) if input_shape else LEGACY_INPUT_SHAPE)
+    if input_shape is None:
+        channels = raw.get("initial_input_channels", 1)
+        input_shape = ((channels if isinstance(channels, int) and channels > 0 else 1), *LEGACY_INPUT_SHAPE[1:])
+    return validate_model_config(raw, path, tuple(input_shape))

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from neurotrain.errors import SaveError
 from neurotrain.model.components import frozen_components, hold_frozen_in_eval, resolve, unfreeze
+from neurotrain.training.augment import batch_transform
 from neurotrain.training.checkpointing import save_models, save_resumable
 from neurotrain.training.context import RunContext
 from neurotrain.training.loss import batch_loss
@@ -94,10 +95,11 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
     regs, clip, every = ctx.regularizers, recipe.train.gradient_clip_val, recipe.checkpoint.every_n_steps
     reg_values: dict = {}
     stop = None
-    for batch in ctx.train_loader:
+    for batch in _batches(ctx.train_loader):
         with acc.accumulate(ctx.model):
             info: dict = {}
-            loss, total, count, skipped = batch_loss(ctx.model, batch, ctx.losses, info, acc)
+            loss, total, count, skipped = batch_loss(ctx.model, batch, ctx.losses, info, acc,
+                                                     batch_transform(ctx, epoch, state.batches_in_epoch))
             state.nonfinite_skipped += skipped
             acc.backward(loss)
             if acc.sync_gradients:
@@ -157,6 +159,22 @@ def end_epoch(ctx: RunContext, epoch: int, run_loss: torch.Tensor) -> dict:
     state.epoch, state.batches_in_epoch = epoch + 1, 0
     save_resumable(ctx, epoch + 1, 0, {})
     return metrics
+
+
+def _batches(loader):
+    """The loader's batches, its start leaving torch's global RNG alone: a DataLoader draws its workers' base seed
+    from it when an iteration starts, which a resumed run (starting mid-epoch, after the saved RNG state) would do
+    once more than the uninterrupted run, so that every later dropout or stochastic-depth draw differed."""
+    rng = torch.get_rng_state()
+    it = iter(loader)
+    try:
+        first = next(it)  # the iteration starts here (Accelerate's loaders are generators)
+    except StopIteration:
+        torch.set_rng_state(rng)
+        return
+    torch.set_rng_state(rng)
+    yield first
+    yield from it
 
 
 def _grad_scale(accelerator) -> float:

@@ -116,17 +116,23 @@ def session_losses(registry: list[dict], log_input: bool) -> list[SessionLoss]:
     return out
 
 
-def forward_session(model, sub: dict, readout: int | None = None) -> torch.Tensor:
+def forward_session(model, sub: dict, readout: int | None = None, transform=None, sub_index: int = 0) -> torch.Tensor:
     """The model's output for one per-session sub-batch (rates, or log-rates for an identity output).
     ``sub["stim"]`` uint8 pixels are normalised here, on the model's device; ``readout`` defaults to the
-    sub-batch's ``session_idx``."""
+    sub-batch's ``session_idx``. ``transform(stim, session_idx, sub_index) -> (stim, readout_shift)``: the
+    training augmentation (:mod:`neurotrain.training.augment`), applied to the normalised stimulus."""
     stim = sub["stim"]
     stim = cast_stim(stim) if stim.dtype == torch.uint8 else stim.float()
     idx = int(sub["session_idx"]) if readout is None else int(readout)
+    kw = {}
+    if transform is not None:
+        stim, shift = transform(stim, idx, sub_index)
+        if shift is not None:
+            kw["readout_shift"] = shift
     history = sub.get("history")
     if history is not None:
-        return model(stim, idx, sub.get("behavior"), history=history)
-    return model(stim, idx, sub.get("behavior"))
+        kw["history"] = history
+    return model(stim, idx, sub.get("behavior"), **kw)
 
 
 def _zero_loss(model, outputs: list[torch.Tensor]) -> torch.Tensor:
@@ -140,7 +146,8 @@ def _zero_loss(model, outputs: list[torch.Tensor]) -> torch.Tensor:
     return sum(p.reshape(-1)[0] * 0.0 for p in model.parameters() if p.requires_grad)
 
 
-def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict | None = None, accelerator=None):
+def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict | None = None, accelerator=None,
+               transform=None):
     """The loss of one micro-batch (a list of per-session sub-batches), plus the model's auxiliary loss.
 
     The loss pools all valid (sample, neuron) entries of the sub-batches. A sub-batch whose loss is
@@ -158,13 +165,15 @@ def batch_loss(model, batch: list[dict], losses: list[SessionLoss], info: dict |
     model has one) returns a scalar or None and forgets it; the mean of the finite non-None values over
     the sub-batches is added to ``loss`` (legacy counted only the last sub-batch's). When ``info`` is
     a dict, ``info["aux_loss"]`` receives that mean (a float) if there was one.
+
+    ``transform``: the training augmentation of this micro-batch (see :func:`forward_session`), or None.
     """
     raw = getattr(model, "module", model)
     aux_fn = getattr(raw, "auxiliary_loss", None)
     total, count, skipped = None, None, 0
     outputs, aux = [], []
-    for sub in batch:
-        out = forward_session(model, sub)
+    for k, sub in enumerate(batch):
+        out = forward_session(model, sub, transform=transform, sub_index=k)
         outputs.append(out)
         a = aux_fn() if aux_fn is not None else None
         if a is not None and torch.isfinite(a).all():

@@ -28,7 +28,10 @@ entry applies to the names matching any of its patterns. Only trainable paramete
 **Loss types** (a penalty added to the training loss, while the effective lambda is not 0 and the
 penalty is finite): ``l1`` lambda*sum|p|; ``l2`` lambda*sum p^2; ``group_lasso`` lambda*sum over tensors
 of ||p||_2; ``ortho`` lambda*sum over tensors of ||G - I||_F^2 with G = W W^T and W the tensor reshaped
-to (out, -1) with unit-norm rows.
+to (out, -1) with unit-norm rows; ``laplacian`` lambda*sum over tensors of sum (L * p)^2, the smoothness penalty
+of Klindt et al. (2017): ``L`` the 3 x 3 Laplacian ``[[0, 1, 0], [1, -4, 1], [0, 1, 0]]`` applied with zero
+padding to every 2-D slice over the last two dimensions (a factorized readout's masks ``readouts/spatial`` (N, H, W),
+conv kernels (..., kH, kW)).
 
 **Proximal types** (applied to the parameters once per optimizer step, after the step, while the
 effective lambda is not 0): ``proximal_l1`` soft-thresholds by lambda*eta, where eta is the per-element
@@ -70,7 +73,7 @@ import torch.nn.functional as F
 
 from neurotrain.model.errors import ModelConfigError
 
-LOSS_TYPES = ("l1", "l2", "group_lasso", "ortho")
+LOSS_TYPES = ("l1", "l2", "group_lasso", "ortho", "laplacian")
 PROX_TYPES = ("proximal_l1", "proximal_clamp", "proximal_clamp_positive", "proximal_clamp_min")
 TYPES = LOSS_TYPES + PROX_TYPES
 DECAY_EXCLUDING_TYPES = ("l2", "group_lasso")
@@ -339,6 +342,10 @@ def penalty_of(rtype: str, p: torch.Tensor) -> torch.Tensor:
         w = F.normalize(p.reshape(p.shape[0], -1), dim=1)
         gram = w @ w.T
         return (gram - torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)).pow(2).sum()
+    if rtype == "laplacian":
+        kernel = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], dtype=p.dtype, device=p.device)
+        x = p.reshape(-1, 1, p.shape[-2], p.shape[-1])
+        return F.conv2d(x, kernel.view(1, 1, 3, 3), padding=1).pow(2).sum()
     raise ValueError(f"{rtype!r} is not a loss type")
 
 
@@ -382,11 +389,12 @@ class Regularizers:
             if not trainable:
                 warnings.warn(f"{key} ({spec.name}): every parameter it matches is frozen "
                               f"({', '.join(n for n, _ in matched[:3])}{', ...' if len(matched) > 3 else ''}); it has no effect")
-            if spec.type == "ortho":
+            if spec.type in ("ortho", "laplacian"):
                 for n, p in trainable:
                     if p.ndim < 2:
-                        raise RegularizationError(f"{key}.apply_to", f"type 'ortho' needs tensors with at least "
-                                                                     f"2 dimensions; {n!r} has shape {tuple(p.shape)}")
+                        raise RegularizationError(f"{key}.apply_to", f"type {spec.type!r} needs tensors with at "
+                                                                     f"least 2 dimensions; {n!r} has shape "
+                                                                     f"{tuple(p.shape)}")
             regs.append(Regularizer(spec, trainable))
         return cls(regs)
 
