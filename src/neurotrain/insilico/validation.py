@@ -134,3 +134,54 @@ def summarise(rows: list[dict], threshold: float | None = None) -> dict:
         "center_err_max": float(cen.max()),
         "class_accuracy": float(ok.mean()),
     }
+
+
+def groundtruth_table(model, data_dir, *, threshold: float = 0.5, sessions=None, device=None,
+                      gratings: GratingSettings | None = None, rf: RFSettings | None = None) -> dict:
+    """Validate every synthetic session of ``model`` found in ``data_dir`` (folders named like the model's
+    sessions; ``sessions`` restricts them) and summarise: ``{"threshold", "sessions", "rows": {"twin": [...],
+    "truth": [...]}, "summary": {"truth": ..., "twin_selected": ..., "twin_all": ...}, "markdown"}``."""
+    from neurotrain.data.session import is_session_dir
+    from neurotrain.sources import from_pretrained
+
+    _, meta = from_pretrained(model)
+    names = [str(s.get("name")) for s in meta.get("sessions") or []]
+    if sessions:
+        names = [n for n in names if n in set(sessions)]
+    rows = {"twin": [], "truth": []}
+    done = []
+    for name in names:
+        folder = Path(data_dir) / name
+        if not is_session_dir(folder):
+            continue
+        res = validate_session(model, folder, name, behavior="zeros", device=device, gratings=gratings, rf=rf)
+        for key in rows:
+            rows[key].extend({"session": name, **r} for r in res[key])
+        done.append(name)
+    if not done:
+        raise ValueError(f"{data_dir}: none of the model's sessions {names} is a session folder there")
+    summary = {"truth": summarise(rows["truth"]), "twin_selected": summarise(rows["twin"], threshold),
+               "twin_all": summarise(rows["twin"])}
+    return {"model": str(model), "threshold": threshold, "sessions": done, "goals": GOALS, "summary": summary,
+            "rows": rows, "markdown": markdown_table(summary, threshold)}
+
+
+def markdown_table(summary: dict, threshold: float) -> str:
+    """The ground-truth table (Markdown) from :func:`groundtruth_table`'s summary."""
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.0f}%"
+
+    head = ("| probed | neurons | orientation within 15° | median orientation error | SF within ×1.5 | median SF "
+            "ratio | RF centre within 2 px | median centre error | simple/complex from F1/F0 |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for key, label in (("truth", "generator (ground truth itself)"),
+                       ("twin_selected", f"twin, held-out r ≥ {threshold:g}"), ("twin_all", "twin, all neurons")):
+        s = summary[key]
+        if not s.get("n"):
+            lines.append(f"| {label} | 0 of {s.get('n_total', 0)} | - | - | - | - | - | - | - |")
+            continue
+        lines.append(f"| {label} | {s['n']} of {s['n_total']} | {pct(s['ori_within_15'])} | "
+                     f"{s['ori_err_median']:.1f}° | {pct(s['sf_within_1_5'])} | {s['sf_ratio_median']:.2f} | "
+                     f"{pct(s['center_within_2'])} | {s['center_err_median']:.2f} px | {pct(s['class_accuracy'])} |")
+    return head + "\n".join(lines) + "\n"
