@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5, help="held-out correlation for the twin's row (0.5)")
     p.add_argument("--sessions", nargs="*", help="only these sessions")
-    p.add_argument("--noise-samples", type=int, default=16384, help="white-noise stimuli for the RFs")
+    p.add_argument("--noise-samples", type=int, default=65536, help="white-noise stimuli for the RFs")
     p.add_argument("--device", default="auto")
     a = p.parse_args(argv)
     res = groundtruth_table(a.model, a.data, threshold=a.threshold, sessions=a.sessions, device=a.device,

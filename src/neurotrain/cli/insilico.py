@@ -72,7 +72,7 @@ def add(sub) -> None:
     p.add_argument("--mei-precondition", help="gaussian (default) | fourier | none")
     p.add_argument("--mei-jitter", type=int, help="random shift per step, px (default 1)")
     p.add_argument("--mei-temporal", help="movie models: static (image held across lags; default) | full")
-    p.add_argument("--noise-samples", type=int, help="white-noise stimuli for the RF (default 16384)")
+    p.add_argument("--noise-samples", type=int, help="white-noise stimuli for the RF (default 65536)")
     p.add_argument("--set", action="append", metavar="GROUP.NAME=VALUE",
                    help="any setting, e.g. gratings.n_orientations=24, rf.noise_std=0.2, tuning.n_phases=4")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")

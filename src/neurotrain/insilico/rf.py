@@ -17,7 +17,9 @@ lags are weighted by their excess energy over the null, and the STV map, noisy p
 of ``stv_smooth_px``. A rotated 2-D Gaussian fitted to the map gives ``rf_center_x``, ``rf_center_y`` (frame
 pixels) and, as the map is the squared envelope, the envelope s.d.s ``rf_sigma_major``, ``rf_sigma_minor``
 (``sqrt(2)`` times the map's, after removing the blur's variance) and their geometric mean ``rf_sigma``.
-``peak_lag`` is the lag of largest STA (or STV) energy.
+``peak_lag`` is the lag of largest STA (or STV) energy; ``rf_reliable``: the chosen map's z is at least
+:data:`RELIABLE_Z` (below it the map is noise: a weakly driven complex cell wants more ``n_samples``; the default
+65536 finds every neuron of the synthetic V1).
 
 :func:`gradient_maps` gives the gradient of each neuron's rate with respect to the stimulus at grey plus a little
 noise (the map :func:`neurotrain.evaluation.plots.receptive_fields` draws), through the same target (behaviour and
@@ -39,9 +41,14 @@ from neurotrain.insilico.target import Target
 __all__ = ["RFSettings", "RFResult", "run_rf", "gradient_maps", "envelope_energy"]
 
 
+#: a map counts as found (``rf_reliable``) when its best lag's energy is this many null s.d.s above the null (the
+#: largest of ~10-25 noise lags rarely passes 3)
+RELIABLE_Z = 5.0
+
+
 @dataclass
 class RFSettings:
-    n_samples: int = 16384
+    n_samples: int = 65536
     noise_std: float = 0.15
     batch_size: int = 512
     seed: int = 0
@@ -177,6 +184,7 @@ def run_rf(target: Target, settings: RFSettings | None = None) -> RFResult:
             "rf_angle_deg": float(fit["angle_deg"][u]), "rf_fit_r2": float(fit["r2"][u]),
             "rf_source": "sta" if lin else "stv",
             "sta_z": float(sta_score[u]), "stv_z": float(stv_score[u]), "peak_lag": int(zs.argmax()),
+            "rf_reliable": bool(max(float(sta_score[u]), float(stv_score[u])) >= RELIABLE_Z),
             "noise_mean_rate": float(m_r[u]), "noise_rate_sd": float(var_r[u].sqrt()),
         })
     return RFResult(sta.cpu().numpy(), stv.cpu().numpy(), maps.cpu().numpy(), grads.cpu().numpy(), neurons, asdict(st))
