@@ -158,3 +158,12 @@ def test_the_checker_names_an_unknown_session_key_without_loading_data(tmp_path)
     with pytest.raises(ConfigError, match=r"data\.test_trials\.2024-01-15"):
         check_test_trial_sessions(load_recipe(recipe_file(tmp_path, None, {"2024-01-15": 3},
                                                           synthetic={"n_sessions": 2})))
+
+
+def test_neurotrain_validate_refuses_an_unknown_test_session(tmp_path, capsys):
+    from neurotrain.cli import main
+
+    paths, _ = write_sessions(tmp_path)
+    bad = recipe_file(tmp_path, paths, {"s_four": "0:5"})
+    assert main(["validate", str(bad)]) == 2
+    assert "data.test_trials.s_four" in capsys.readouterr().err

@@ -9,7 +9,8 @@ What is checked, in order, each failure naming the file and the key:
    parameter of the built model);
 4. the shapes flowing between stages for the declared input ``[C, L, H, W]`` (one forward pass of batch 1
    on zeros), printed as a table;
-5. consistency of data and model: a behaviour modulator needs ``data.use_behavior``.
+5. consistency of data and model: a behaviour modulator needs ``data.use_behavior``;
+6. ``data.test_trials`` keys name sessions of the recipe, where the names are known without loading data.
 
 The declared input is ``model.input_shape`` when set, else ``[1, L, H, W]`` with L the number of lags and
 H x W the frame size read without loading data: from the first session folder's metadata (``data.sessions``,
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from neurotrain.config.recipe import load_model_yaml, load_recipe
+from neurotrain.data.build import check_test_trial_sessions
 from neurotrain.errors import ConfigError, ModelConfigError
 from neurotrain.io import read_yaml
 from neurotrain.model import build_model
@@ -99,6 +101,7 @@ def validate(path: str | Path, overrides: list[str] | None = None, input_shape=N
     if _RECIPE_KEYS & set(raw) and "model_type" not in raw:
         recipe = load_recipe(path, overrides)
         recipe_hooks(recipe)  # train.hooks: importable Hook subclasses that accept their arguments
+        check_test_trial_sessions(recipe)  # data.test_trials keys name sessions of the recipe
         shape = tuple(input_shape) if input_shape else input_shape_of(recipe)
         model_cfg = load_model_yaml(recipe)
         return validate_model_config(model_cfg, recipe.resolve(recipe.model.config), shape,
