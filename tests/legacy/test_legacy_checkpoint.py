@@ -649,6 +649,34 @@ def test_convert_never_replaces_other_folders(tmp_path, capsys):
     assert main(["convert", str(p), str(out), "--overwrite"]) == 0
 
 
+@pytest.mark.parametrize("error", [
+    "safetensors",  # safetensors' own error type: the errno only in its text
+    "torch",  # torch.save's RuntimeError
+])
+def test_a_full_disk_outside_a_run_prints_one_line_and_exits_74(tmp_path, capsys, monkeypatch, error):
+    import safetensors
+    import safetensors.torch
+
+    cfg = _era_config()
+    p = _save_ckpt(tmp_path / "run.ckpt", _model(cfg).state_dict(), hparams={"model_config_dict": cfg})
+    exc = (safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+           if error == "safetensors" else RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos "
+                                                       "64 vs 0: file write failed, [Errno 28] No space left"))
+
+    def refuse(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(safetensors.torch, "save_file", refuse)
+    assert main(["convert", str(p), str(tmp_path / "model")]) == 74
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("neurotrain: convert error: an output could not be written: ")
+    assert "No space left on device" in err[0] or "No space left" in err[0]
+    assert not (tmp_path / "model").exists()  # the partial folder was removed
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda *a, **k: (_ for _ in ()).throw(ValueError("a bug")))
+    with pytest.raises(ValueError, match="a bug"):  # anything that is not a write error stays a traceback
+        main(["convert", str(p), str(tmp_path / "model2")])
+
+
 def test_builtin_values_spelled_the_python2_way_are_read(tmp_path):
     """torch.save writes protocol-2 pickles, which name `set` as `__builtin__.set`."""
     from neurotrain.legacy.reader import read_checkpoint

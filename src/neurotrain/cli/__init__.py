@@ -41,7 +41,7 @@ from neurotrain.cli import convert, ensemble, evaluate, export, ingest, insilico
 from neurotrain.errors import ConfigError, NeurotrainError
 from neurotrain.legacy.cli import WantsHelp, is_legacy
 from neurotrain.errors import SaveError
-from neurotrain.io import format_bytes, free_bytes
+from neurotrain.io import format_bytes, free_bytes, write_errno
 
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", 122)}
@@ -85,5 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         where = err.filename or "the output"
         print(f"neurotrain: {command} error: {where}: could not be written: {err.strerror} "
               f"({format_bytes(free_bytes(where)) if err.filename else 'unknown'} free on its file system); "
+              "free space and run the command again", file=sys.stderr)
+        return SaveError.exit_code
+    except Exception as err:  # torch.save (RuntimeError), safetensors (SafetensorError): the errno only in their text
+        if write_errno(err) not in _NO_SPACE:
+            raise
+        print(f"neurotrain: {command} error: an output could not be written: {' '.join(str(err).split())}; "
               "free space and run the command again", file=sys.stderr)
         return SaveError.exit_code
