@@ -7,6 +7,7 @@ tests/helpers/faults.py) under ``accelerate launch``; tests/integration/test_ful
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -36,10 +37,8 @@ def launch(tmp_path, port, where, rank=None, steps=4, policy="stop", **env):
 def exits(proc) -> dict[int, tuple[int, int]]:
     """rank -> (writes refused in that process, its exit code), from the script's last line."""
     out = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("rank "):
-            _, rank, _, refused, _, code = line.split()
-            out[int(rank)] = (int(refused), int(code))
+    for rank, refused, code in re.findall(r"rank (\d+) refused (\d+) exit (\d+)", proc.stdout):
+        out[int(rank)] = (int(refused), int(code))
     return out
 
 

@@ -21,5 +21,6 @@ if where != "-" and (len(sys.argv) < 4 or int(sys.argv[3]) == rank):
     times = os.environ.get("FAULT_TIMES")
     faults.install(where, after=int(os.environ.get("FAULT_AFTER", "0")), times=None if times is None else int(times))
 code = main(["train", recipe])
-print(f"rank {rank} refused {faults.FaultLog.count} exit {code}", flush=True)
+sys.stdout.write(f"rank {rank} refused {faults.FaultLog.count} exit {code}\n")  # one write: with PYTHONUNBUFFERED
+sys.stdout.flush()  # print() writes text and newline apart, and two ranks' lines could interleave
 sys.exit(code)
