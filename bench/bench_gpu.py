@@ -128,8 +128,8 @@ def datapath(args) -> dict:
                     it = iter(loader)
                     batch = next(it)
                 sub = batch[0]
-                dtype_on_host = str(sub["stim"].dtype)
                 stim = sub["stim"].float() / 255.0 if host_float else sub["stim"]
+                dtype_on_host = str(stim.dtype)  # what crosses to the device
                 x = stim.to(device, non_blocking=non_blocking)
                 x = x if host_float else cast_stim(x)
                 sub["robs"].to(device, non_blocking=non_blocking)
