@@ -11,6 +11,7 @@ import pytest
 
 from neurotrain.config.recipe import load_recipe
 from neurotrain.run.train import train
+from tests.helpers.outcomes import outcome
 from tests.helpers.tiny import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ def twin(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.outcome
 def test_the_groundtruth_script_writes_the_table_and_the_generator_row_is_exact(twin, tmp_path, monkeypatch, capsys):
     tmp, metrics = twin
     out = tmp_path / "gt"
@@ -45,12 +47,14 @@ def test_the_groundtruth_script_writes_the_table_and_the_generator_row_is_exact(
     assert s["ori_within_15"] == 1.0 and s["center_within_2"] == 1.0 and s["class_accuracy"] == 1.0
     assert s["ori_err_max"] < 1.0 and s["sf_ratio_max"] < 1.08
     r = np.array([row["heldout_r"] for row in twin_rows])
-    assert np.all(np.abs(r) <= 1.0) and np.median(r) > 0.3  # two short epochs already learn most neurons
+    assert np.all(np.abs(r) <= 1.0)
+    outcome("tiny twin: median held-out r with the true rate", np.median(r), above=0.3)  # most neurons learned
     # the twin's rows hold what the twin's own experiments measured, against the same true values
     for a, b in zip(twin_rows, truth):
         assert a["true_orientation_deg"] == b["true_orientation_deg"] and a["true_class"] == b["true_class"]
     sel = res["summary"]["twin_selected"]
     assert sel["n"] == int(np.sum(r >= 0.3))
-    good = [row for row in twin_rows if row["heldout_r"] >= 0.3]
-    if good:  # on the neurons it learned, the tiny twin's preferred orientation is already roughly right
-        assert np.median([row["ori_err_deg"] for row in good]) < 20.0
+    good = [row for row in twin_rows if row["heldout_r"] >= 0.3]  # at least half of them (the median is above)
+    # on the neurons it learned, the tiny twin's preferred orientation is already roughly right
+    outcome("tiny twin: median orientation error, degrees", np.median([row["ori_err_deg"] for row in good]),
+            below=20.0)
