@@ -13,7 +13,7 @@ demo: setup
 	WANDB_MODE=offline $(PY) -m neurotrain train recipes/demo.yaml $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # The inner loop: everything but end-to-end training runs and real-data tests.
 test-fast: setup
