@@ -40,7 +40,7 @@ import torch.nn as nn
 
 from .conv import check_keys
 from .errors import ModelConfigError
-from .layers2d import DropPath, LayerNorm2d, as_bool, as_int, fold_time, int_list, number, unfold_time
+from .layers2d import DropPath, LayerNorm2d, as_bool, as_int, fold_time, int_list, number, stage_lists, unfold_time
 
 KEYS = ("channels", "depths", "kernel_size", "stem_kernel_size", "stem_stride", "mlp_ratio", "layer_scale_init",
         "drop_path", "dropout", "final_norm")
@@ -115,11 +115,7 @@ class ConvNeXt(nn.Module):
         super().__init__()
         p = check_keys(params, KEYS, path)
         self.path = path
-        for key in ("channels", "depths"):
-            if p.get(key) is None:
-                raise ModelConfigError(f"{path}.{key}", "required (a list, one entry per stage)")
-        channels = int_list(p["channels"], None, f"{path}.channels")
-        depths = int_list(p["depths"], len(channels), f"{path}.depths")
+        channels, depths = stage_lists(p, path)
         k = as_int(p.get("kernel_size", 7), f"{path}.kernel_size", 1)
         if k % 2 == 0:
             raise ModelConfigError(f"{path}.kernel_size", f"must be odd ('same' padding), got {k}")

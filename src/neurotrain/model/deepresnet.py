@@ -43,7 +43,7 @@ import torch.nn as nn
 
 from .conv import check_keys
 from .errors import ModelConfigError, unknown_type
-from .layers2d import DropPath, act2d, as_bool, as_int, fold_time, int_list, norm2d, number, unfold_time
+from .layers2d import DropPath, act2d, as_bool, as_int, fold_time, int_list, norm2d, number, stage_lists, unfold_time
 
 KEYS = ("channels", "depths", "strides", "block", "bottleneck_ratio", "kernel_size", "stem_channels",
         "stem_kernel_size", "stem_stride", "stem_pool", "norm_type", "num_groups", "act_type", "dropout",
@@ -135,12 +135,8 @@ class DeepResNet(nn.Module):
         super().__init__()
         p = check_keys(params, KEYS, path)
         self.path = path
-        for key in ("channels", "depths"):
-            if p.get(key) is None:
-                raise ModelConfigError(f"{path}.{key}", "required (a list, one entry per stage)")
-        channels = int_list(p["channels"], None, f"{path}.channels")
+        channels, depths = stage_lists(p, path)
         n = len(channels)
-        depths = int_list(p["depths"], n, f"{path}.depths")
         strides = int_list(p.get("strides", [1] + [2] * (n - 1)), n, f"{path}.strides")
         kind = str(p.get("block", "basic")).lower()
         if kind not in BLOCKS:

@@ -118,6 +118,15 @@ def int_list(value, n: int | None, path: str, minimum: int = 1) -> list[int]:
     return out
 
 
+def stage_lists(p: dict, path: str) -> tuple[list[int], list[int]]:
+    """``channels`` and ``depths`` of a staged core (both required, one entry per stage, equally long)."""
+    for key in ("channels", "depths"):
+        if p.get(key) is None:
+            raise ModelConfigError(f"{path}.{key}", "required (a list, one entry per stage)")
+    channels = int_list(p["channels"], None, f"{path}.channels")
+    return channels, int_list(p["depths"], len(channels), f"{path}.depths")
+
+
 def number(value, path: str, lo: float = 0.0, hi: float | None = None, hi_open: bool = True) -> float:
     """A real number in ``[lo, hi)`` (``[lo, hi]`` when not ``hi_open``)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
