@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from neurotrain.config.recipe import Recipe
@@ -33,7 +35,30 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     ctx = setup(recipe, model=model, initialized_readouts=initialized_readouts, hooks=hooks)
     try:
         metrics = train_loop(ctx)
-    finally:  # also when a save failed (SaveError): the trackers are closed
-        ctx.accelerator.end_training()
+    finally:  # also when a save failed (SaveError): the trackers are closed, the process group let go
+        close(ctx)
     return {**metrics, "best": [list(b) for b in ctx.state.best], "output_dir": str(ctx.output_dir),
             "global_step": ctx.state.global_step, "sessions": ctx.data.registry}
+
+
+def close(ctx) -> None:
+    """End the run: close its trackers, destroy its process group, and drop the prepared (DDP) model so that the
+    group's gloo backend is freed at a known point, with Python's GIL released.
+
+    Why the order matters (torch 2.13, gloo): the DDP wrapper's C++ ``Reducer`` holds the process group. When the
+    wrapper is garbage collected, the Reducer is freed *with the GIL held*; if it holds the last reference, the
+    gloo backend's destructor waits for its worker threads, and a worker still dropping the last collective's
+    tensors needs the GIL to do so: both wait forever (the 2-process run ends with all its files written and
+    never exits). So a Python reference to the group is kept while the wrapper is dropped and collected; the
+    group then dies with that reference, and torch releases the GIL before destroying a ``ProcessGroup`` whose
+    last owner is Python. On one process there is no group and this only closes the trackers.
+    """
+    dist = torch.distributed
+    group = dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+    try:
+        ctx.accelerator.end_training()
+    finally:
+        ctx.model = ctx.raw  # the prepared wrapper's last owners: the context and the accelerator's registry
+        ctx.accelerator.free_memory()
+        gc.collect()
+        del group  # the last reference to the group, if the wrapper held the other ones
