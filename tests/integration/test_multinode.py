@@ -34,11 +34,12 @@ def _recipe(d: Path, data: Path) -> Path:
                        logging={"log_every_n_steps": 1, "progress_bar": False})
 
 
-def _run(d: Path) -> tuple[dict, dict]:
-    """(step -> train_loss_step, final weights) of a finished run."""
-    rows = [json.loads(x) for x in (d / "run" / "metrics.jsonl").read_text().splitlines()]
+def _run(d: Path, folder: Path | None = None) -> tuple[dict, dict]:
+    """(step -> train_loss_step, final weights) of a finished run (its output folder: ``d/run`` by default)."""
+    folder = folder or d / "run"
+    rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()]
     return ({r["step"]: r["train_loss_step"] for r in rows if "train_loss_step" in r},
-            load_file(str(d / "run" / "checkpoints" / "last" / "model.safetensors")))
+            load_file(str(folder / "checkpoints" / "last" / "model.safetensors")))
 
 
 def _logged_steps(d: Path) -> int:
@@ -210,4 +211,39 @@ def test_the_fsdp_config_on_cpu_processes_trains_as_ddp_and_says_so(tmp_path, re
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "FSDP was asked for" in proc.stdout and "trains with DDP" in proc.stdout
     got_losses, got_weights = _run(tmp_path)
+    assert got_losses == losses and all(torch.equal(got_weights[k], weights[k]) for k in weights)
+
+
+# ------------------------------------------------------------------------- several runs in one launch
+def _launch_2proc(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
+           "-m", "neurotrain", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300)
+
+
+def test_every_member_of_an_ensemble_trains_on_both_processes(tmp_path, reference):
+    """An ensemble is several runs in one process: each member uses the launch's process group (the first run
+    neither hides it from the others nor ends it), and member 0 (seed 0) is exactly the straight 2-process run."""
+    data, losses, weights = reference
+    recipe = _recipe(tmp_path, data)
+    proc = _launch_2proc(["train", str(recipe), "ensemble.members=2"], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("2 process(es)") == 2 and "1 process(es)" not in proc.stdout, proc.stdout[-3000:]
+    got_losses, got_weights = _run(tmp_path, tmp_path / "run" / "members" / "member_00")
+    assert got_losses == losses and all(torch.equal(got_weights[k], weights[k]) for k in weights)
+    assert (tmp_path / "run" / "ensemble" / "neurotrain_ensemble.json").is_file()
+
+
+def test_every_trial_of_a_sweep_trains_on_both_processes(tmp_path, reference):
+    """A sweep under ``accelerate launch`` runs its trials one after another on the launch's processes; the
+    trial whose override is the recipe's own value is exactly the straight 2-process run."""
+    data, losses, weights = reference
+    recipe = _recipe(tmp_path, data)
+    proc = _launch_2proc(["sweep", str(recipe), "--grid", "train.lr=0.005,0.01", "--out", str(tmp_path / "sweep")],
+                         tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("2 process(es)") == 2 and "1 process(es)" not in proc.stdout, proc.stdout[-3000:]
+    (same,) = (tmp_path / "sweep" / "trials").glob("train.lr=0.005*")
+    got_losses, got_weights = _run(tmp_path, same)
     assert got_losses == losses and all(torch.equal(got_weights[k], weights[k]) for k in weights)

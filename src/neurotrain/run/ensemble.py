@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator, PartialState
+from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 
 from neurotrain.checkpoint.ensemble import (ENSEMBLE_META, assemble_ensemble, ensemble_card, load_ensemble,
@@ -35,6 +35,7 @@ from neurotrain.checkpoint.ensemble import (ENSEMBLE_META, assemble_ensemble, en
 from neurotrain.config.recipe import EnsembleConfig, Recipe
 from neurotrain.errors import ConfigError
 from neurotrain.io import write_json_atomic
+from neurotrain.run.setup import process_state
 from neurotrain.run.train import train
 from neurotrain.sources import build_data
 from neurotrain.training.loss import session_losses
@@ -88,7 +89,7 @@ def train_ensemble(recipe: Recipe, say=print) -> dict:
     or ``{"preempted": ..., ...}`` when a signal stopped a member."""
     cfg = recipe.ensemble
     out = Path(recipe.output_dir)
-    state = PartialState()
+    state = process_state()
     records = []
     for k in range(cfg.members):
         r = member_recipe(recipe, k)

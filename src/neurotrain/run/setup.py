@@ -30,7 +30,7 @@ import torch
 import yaml
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import ProjectConfiguration
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
@@ -117,6 +117,14 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
 
 
 # ------------------------------------------------------------------------------------------------ 1. accelerator
+def process_state() -> PartialState:
+    """Accelerate's process-wide state (rank, world size, the process group), created as every run creates it:
+    ``cpu=True`` without CUDA, so CPU processes under ``accelerate launch`` form one gloo group. Call this, never
+    a bare ``PartialState()``, before a run is set up: the first call fixes the state for the whole process, and a
+    bare one on a machine without CUDA leaves every process training alone."""
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def setup_accelerator(recipe: Recipe, trackers: TrackerPlan | None = None) -> Accelerator:
     """The run's Accelerator. Accelerate keeps one process-wide state; a second run in the same Python
     process (the fine-tuning API, a notebook) may ask for another precision, so that state is reset

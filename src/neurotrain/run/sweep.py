@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from accelerate import PartialState
 
 from neurotrain.config.monitor import Monitor, monitor_of
 from neurotrain.config.recipe import Recipe, load_recipe, parse_override
@@ -58,6 +57,13 @@ MANIFEST = "sweep.json"
 TRIAL = "trial.json"
 FORMAT = "neurotrain-sweep"
 RANGES = ("log", "uniform", "int")
+
+
+def _process_state():
+    """Accelerate's process state, made as a run makes it (imported late: ``--report`` needs no torch)."""
+    from neurotrain.run.setup import process_state
+
+    return process_state()
 
 
 # ------------------------------------------------------------------------------------------------ the space
@@ -238,7 +244,7 @@ def prepare_sweep(recipe_path, overrides: list[str], trials: list[Trial], sweep_
     manifest = {"format": FORMAT, "recipe": str(recipe_path), "recipe_sha256": _sha256(recipe_path),
                 "overrides": list(overrides), "space": list(space), "mode": mode, "n": n, "seed": seed,
                 "monitor": {"name": monitor.name, "mode": monitor.mode}, "trials": merged}
-    state = PartialState()
+    state = _process_state()
     if state.is_main_process:
         write_json_atomic(sweep_dir / MANIFEST, manifest)
     state.wait_for_everyone()  # under accelerate launch every rank reads the manifest next
@@ -271,7 +277,7 @@ def run_trial(sweep_dir: Path, index: int, say=print) -> str:
     trial = manifest["trials"][int(index)]
     trial_dir = sweep_dir / "trials" / trial["name"]
     record = read_trial(trial_dir)
-    main = PartialState().is_main_process
+    main = _process_state().is_main_process
     if record.get("status") == "done":
         if main:
             say(f"[neurotrain] trial {trial['index']} {trial['name']}: finished before, skipped")
@@ -330,7 +336,7 @@ def run_sweep(sweep_dir: Path, indices: list[int] | None = None, say=print) -> d
             say("[neurotrain] the sweep stopped (signal); run it again (or neurotrain sweep --resume "
                 f"{sweep_dir}) to go on")
             break
-    summary["rows"] = write_report(sweep_dir) if PartialState().is_main_process else []
+    summary["rows"] = write_report(sweep_dir) if _process_state().is_main_process else []
     return summary
 
 

@@ -42,23 +42,33 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
 
 
 def close(ctx) -> None:
-    """End the run: close its trackers, destroy its process group, and drop the prepared (DDP) model so that the
-    group's gloo backend is freed at a known point, with Python's GIL released.
+    """End the run: finish its trackers and drop its prepared (DDP) model, so that nothing but torch's registry
+    holds the process group. The group itself stays: it belongs to the process (Accelerate's ``PartialState``),
+    and the next run of the same process (an ensemble's next member, a sweep's next trial, a second ``fit``) uses
+    it; :func:`release_process_group` ends it when the process is done.
 
-    Why the order matters (torch 2.13, gloo): the DDP wrapper's C++ ``Reducer`` holds the process group. When the
-    wrapper is garbage collected, the Reducer is freed *with the GIL held*; if it holds the last reference, the
-    gloo backend's destructor waits for its worker threads, and a worker still dropping the last collective's
-    tensors needs the GIL to do so: both wait forever (the 2-process run ends with all its files written and
-    never exits). So a Python reference to the group is kept while the wrapper is dropped and collected; the
-    group then dies with that reference, and torch releases the GIL before destroying a ``ProcessGroup`` whose
-    last owner is Python. On one process there is no group and this only closes the trackers.
+    Why the wrapper must go first (torch 2.13, gloo): the DDP wrapper's C++ ``Reducer`` holds the group. If the
+    Reducer held its last reference, the gloo backend's destructor would run with the GIL held and wait for its
+    worker threads, one of which may still need the GIL to drop the last collective's tensors: both wait forever
+    (a finished 2-process run that never exits). Dropped and collected here, while the registry still holds the
+    group, the wrapper frees nothing but itself. On one process there is no group and this only ends the trackers.
     """
-    dist = torch.distributed
-    group = dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
     try:
-        ctx.accelerator.end_training()
+        for tracker in ctx.accelerator.trackers:
+            tracker.finish()
     finally:
-        ctx.model = ctx.raw  # the prepared wrapper's last owners: the context and the accelerator's registry
+        ctx.model = ctx.raw  # the prepared wrapper's owners: the context and the accelerator's registry
         ctx.accelerator.free_memory()
         gc.collect()
-        del group  # the last reference to the group, if the wrapper held the other ones
+
+
+def release_process_group() -> None:
+    """Destroy this process's default process group, if any (the ``neurotrain`` command does this once, when its
+    command is done; a script that calls :func:`train` under ``accelerate launch`` may call it at its end). The
+    group's last owner is then torch's Python registry, and torch destroys a group dropped from Python with the GIL
+    released. Call it after every run's :func:`close` (``train`` does that): a live DDP wrapper would hold the group
+    and free it later with the GIL held."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()
+        dist.destroy_process_group()
