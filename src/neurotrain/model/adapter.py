@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .scalars import scalar_parameter
+
 from .errors import ModelConfigError
 
 
@@ -44,7 +46,8 @@ def legacy_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 class AffineAdapter(nn.Module):
-    """Learned per-session resampling. Parameters: ``log_sigma`` (scalar, init
+    """Learned per-session resampling. Parameters: ``log_sigma`` (scalar in checkpoints, held as ``(1,)``:
+    :mod:`neurotrain.model.scalars`; init
     ``log(expm1(init_sigma))``) and ``log_scale`` (2,) zeros in ``scale`` mode or ``affine``
     (2, 3) identity in ``affine`` mode. ``base_grid`` is a non-persistent buffer
     ``(1, g, g, 2)`` with last dim (x, y), both ``linspace(-1, 1, g)``."""
@@ -54,8 +57,7 @@ class AffineAdapter(nn.Module):
         super().__init__()
         self.grid_size = int(grid_size)
         self.transform = str(transform).lower()
-        self.log_sigma = nn.Parameter(torch.tensor(math.log(math.expm1(init_sigma)),
-                                                   dtype=torch.float32))
+        scalar_parameter(self, "log_sigma", math.log(math.expm1(init_sigma)))
         if self.transform == "scale":
             self.log_scale = nn.Parameter(torch.zeros(2))
         elif self.transform == "affine":

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .scalars import scalar_parameter
+
 from .adapter import AffineAdapter
 from .blocks import ConvBlock
 from .conv import StandardConv, check_keys
@@ -236,8 +238,7 @@ class DAModel(nn.Module):
         for name, val in (("alpha", alpha), ("beta", beta), ("gamma", gamma),
                           ("tau_y_ms", tau_y_ms), ("n_y", n_y), ("tau_z_ms", tau_z_ms),
                           ("n_z", n_z)):
-            setattr(self, name, nn.Parameter(torch.tensor(float(val)),
-                                             requires_grad=self.learnable))
+            scalar_parameter(self, name, val, requires_grad=self.learnable)
         if not self.learnable:
             ky, kz = self._filters()
             self.register_buffer("Ky_filter", ky)

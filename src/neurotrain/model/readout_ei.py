@@ -28,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .scalars import scalar_parameter
+
 from .activations import get_activation_layer
 from .errors import ModelConfigError
 from .gaussian_mask import gaussian_masks
@@ -88,8 +90,8 @@ class DynamicGaussianSN(DynamicGaussianReadoutEI):
                  initial_sigma: float = 0.05, min_beta: float = 1e-4, min_sigma: float = 1e-5,
                  path: str = "model.readout.params", **ei):
         super().__init__(in_channels, n_units, bias=bias, path=path, **ei)
-        self._beta_raw = nn.Parameter(torch.tensor(math.log(math.exp(initial_beta) - 1.0)))
-        self._sigma_raw = nn.Parameter(torch.tensor(math.log(math.exp(initial_sigma) - 1.0)))
+        scalar_parameter(self, "_beta_raw", math.log(math.exp(initial_beta) - 1.0))
+        scalar_parameter(self, "_sigma_raw", math.log(math.exp(initial_sigma) - 1.0))
         self.register_buffer("_beta_floor", torch.tensor(float(min_beta)))
         self.register_buffer("_sigma_floor", torch.tensor(float(min_sigma)))
         self.register_buffer("_eps", torch.tensor(1e-6))
