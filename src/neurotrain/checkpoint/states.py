@@ -152,6 +152,9 @@ class StartPoint:
     :class:`neurotrain.legacy.resume.LegacyRun`. :func:`neurotrain.sources.start_point` picks one."""
 
     description = "a fresh start"
+    #: whether the start loads trained weights, readout biases included (else the setup sets the biases from the
+    #: data's mean rates)
+    restores_weights = False
 
     def before_prepare(self, model, optimizer, data, say) -> None:
         pass
@@ -163,6 +166,8 @@ class StartPoint:
 class StateFolder(StartPoint):
     """A resumable state written by :meth:`StateManager.save`: model, optimizer, RNGs, and the objects registered
     for checkpointing (scheduler, sampler, loop state), mid-epoch included."""
+
+    restores_weights = True
 
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -96,6 +96,8 @@ class LegacyRun(StartPoint):
     checkpoint's names are known, by neuron counts otherwise); after it, the epoch and step, the scheduler's
     position and the sampler's epoch. Its trained readout biases are kept (legacy reset them here)."""
 
+    restores_weights = True
+
     def __init__(self, path: Path, recipe):
         self.path, self.recipe = Path(path), recipe
         self.description = f"the legacy run {self.path.name}"

@@ -67,6 +67,17 @@ class MultiSessionModel(nn.Module):
     def n_sessions(self) -> int:
         return len(self.readouts)
 
+    def session_parameters(self, session_idx: int) -> list[nn.Parameter]:
+        """The parameters only session ``session_idx`` uses: its adapter, readout, baseline and spike-history
+        module (empty parts left out)."""
+        parts = [self.adapters[session_idx], self.readouts[session_idx]]
+        if self.spike_history is not None:
+            parts.append(self.spike_history[session_idx])
+        params = [p for m in parts for p in m.parameters()]
+        if self.baselines is not None:
+            params.append(self.baselines[session_idx])
+        return params
+
     @property
     def session_neurons(self) -> list[int]:
         return [int(r.n_units) for r in self.readouts]

@@ -52,10 +52,12 @@ from neurotrain.training.hooks import (Curriculum, EarlyStopping, EpochHeartbeat
                                        StepLogger, TimeBudget, recipe_hooks)
 from neurotrain.training.logger import MetricsLogger, TrackerPlan, flat_config, tracker_plan
 from neurotrain.training.loss import session_losses
+from neurotrain.model.scalars import match_optimizer_state, scalars_as_vectors
 from neurotrain.training.optim import build_optimizer
 from neurotrain.training.regularizers import Regularizers, parse_regularization
 from neurotrain.training.save_guard import SaveGuard
 from neurotrain.training.scheduler import build_scheduler
+from neurotrain.training.sharding import is_fsdp
 from neurotrain.training.state import TrainState
 
 
@@ -68,10 +70,7 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     say = tqdm.write if accelerator.is_main_process else (lambda *_: None)
     for note in trackers.notes:
         say(f"[neurotrain] {note}")
-    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" and accelerator.distributed_type != "FSDP":
-        say(f"[neurotrain] FSDP was asked for (accelerate launch with an FSDP config) but Accelerate runs these "
-            f"processes as {accelerator.distributed_type} ({accelerator.device}), which has no FSDP: this run "
-            "trains with DDP (the same numbers as accelerate_configs/cpu_2proc.yaml)")
+    setup_fsdp(accelerator, say)
     if model is None:
         model_config, model_file = load_model_yaml(recipe), recipe.resolve(recipe.model.config)
     else:
@@ -93,6 +92,7 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     scheduler = setup_scheduler(recipe, optimizer, steps_per_epoch)
     if recipe.train.compile:  # the core only, as legacy did: parameter names and checkpoints are unchanged
         model.core_forward = torch.compile(model.core_forward, dynamic=False)
+    n_params = sum(p.numel() for p in model.parameters())  # before prepare: under FSDP it holds shards after
     states = StateManager(Path(recipe.output_dir) / "state", recipe.checkpoint.keep_last_states)
     saves = SaveGuard(accelerator, recipe, states, say)  # checkpoint.on_save_error, for every file the run writes
     prepared, optimizer, loader, state = setup_start(recipe, accelerator, model, optimizer, loader, scheduler,
@@ -101,7 +101,6 @@ def setup(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
     raw = accelerator.unwrap_model(prepared)
     logger = setup_logging(recipe, accelerator, model_config, model_file, trackers, saves=saves)
     if accelerator.is_main_process:
-        n_params = sum(p.numel() for p in raw.parameters())
         say(f"[neurotrain] {len(data.names)} sessions, {len(data.train)} train / {len(data.val)} val samples, "
             f"{n_params / 1e6:.2f}M parameters, {world} process(es) on {accelerator.device}, "
             f"{steps_per_epoch} steps/epoch")
@@ -123,6 +122,24 @@ def process_state() -> PartialState:
     a bare ``PartialState()``, before a run is set up: the first call fixes the state for the whole process, and a
     bare one on a machine without CUDA leaves every process training alone."""
     return PartialState(cpu=not torch.cuda.is_available())
+
+
+def setup_fsdp(accelerator: Accelerator, say) -> None:
+    """Under ``accelerate launch`` with an FSDP config: FSDP version 1 only (the loop gathers whole weights for
+    validation and portable checkpoints the version-1 way, :mod:`neurotrain.training.sharding`; version-2 modules
+    hold DTensors it does not gather). On CPU processes Accelerate runs DDP instead (its FSDP path is for
+    accelerators): the run says so."""
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
+        return
+    plugin = getattr(accelerator.state, "fsdp_plugin", None)
+    version = plugin.fsdp_version if plugin is not None else int(os.environ.get("FSDP_VERSION", "1"))
+    if version != 1:
+        raise ConfigError("accelerate launch", "fsdp_config.fsdp_version", f"{version}: neurotrain trains with FSDP "
+                          "version 1 (accelerate_configs/fsdp.yaml); set fsdp_version: 1")
+    if not is_fsdp(accelerator):
+        say(f"[neurotrain] FSDP was asked for (accelerate launch with an FSDP config) but Accelerate runs these "
+            f"processes as {accelerator.distributed_type} ({accelerator.device}), which has no FSDP: this run "
+            "trains with DDP (the same numbers as accelerate_configs/cpu_2proc.yaml)")
 
 
 def setup_accelerator(recipe: Recipe, trackers: TrackerPlan | None = None) -> Accelerator:
@@ -306,13 +323,16 @@ def setup_start(recipe: Recipe, accelerator: Accelerator, model, optimizer, load
     resume). Returns ``(prepared model, optimizer, loader, state)``."""
     start = start_point(recipe, states)
     start.before_prepare(model, optimizer, data, say)
+    if not start.restores_weights:  # on the bare model: under FSDP the prepared one holds shards
+        init_readout_biases(model, data.registry, skip=loaded_readouts)
+    if is_fsdp(accelerator):  # FSDP fills the state dict entries of sharded parameters itself
+        scalars_as_vectors(model, True)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     state = TrainState()
     accelerator.register_for_checkpointing(scheduler, sampler, state)
     start.after_prepare(accelerator, state, scheduler, sampler, say)
-    if not state.biases_initialized:
-        init_readout_biases(accelerator.unwrap_model(model), data.registry, skip=loaded_readouts)
-        state.biases_initialized = True
+    match_optimizer_state(optimizer)  # a state saved when scalar parameters were 0-dim
+    state.biases_initialized = True
     return model, optimizer, loader, state
 
 

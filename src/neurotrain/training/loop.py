@@ -32,6 +32,7 @@ from neurotrain.training.context import RunContext
 from neurotrain.training.loss import batch_loss
 from neurotrain.training.preemption import Preemption
 from neurotrain.training.scheduler import PlateauLR
+from neurotrain.training.sharding import drop_unused_session_grads, full_weights, is_fsdp
 from neurotrain.training.validation import run_validation
 
 
@@ -95,6 +96,7 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
     regs, clip, every = ctx.regularizers, recipe.train.gradient_clip_val, recipe.checkpoint.every_n_steps
     reg_values: dict = {}
     stop = None
+    fsdp, used = is_fsdp(acc), set()  # under FSDP: the sessions this rank trained in the current optimizer step
     for batch in _batches(ctx.train_loader):
         with acc.accumulate(ctx.model):
             info: dict = {}
@@ -102,7 +104,11 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
                                                      batch_transform(ctx, epoch, state.batches_in_epoch))
             state.nonfinite_skipped += skipped
             acc.backward(loss)
+            used.update(int(sub["session_idx"]) for sub in batch)
             if acc.sync_gradients:
+                if fsdp:  # sessions no rank trained keep no gradient, as under DDP (neurotrain.training.sharding)
+                    drop_unused_session_grads(raw, used, acc)
+                used = set()
                 # The penalties join the loss of this optimizer step through their gradient, added
                 # identically on every rank after the all-reduce (see Regularizers.add_penalty_grads).
                 if regs.has_penalties:
@@ -144,17 +150,18 @@ def end_epoch(ctx: RunContext, epoch: int, run_loss: torch.Tensor) -> dict:
     """Validation, logging, portable checkpoints, the epoch-end hooks and a resumable state."""
     acc, state, recipe = ctx.accelerator, ctx.state, ctx.recipe
     run_loss = acc.reduce(run_loss, "sum")
-    metrics = run_validation(ctx.raw, acc, ctx.data, recipe.data.val_batch_size or recipe.data.batch_size,
-                             ctx.losses, with_oracle=True, limit=recipe.data.limit_val_batches)
-    if isinstance(ctx.scheduler, PlateauLR):
-        ctx.scheduler.step(metrics["val_loss"])
-    metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
-                    "lr": ctx.scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped,
-                    "save_errors": state.save_errors})
-    ctx.logger.log(metrics, step=state.global_step)
-    ctx.metrics = metrics
-    ctx.hooks.on_validation_end(ctx)  # the epoch table, user hooks
-    save_models(ctx, metrics, epoch)
+    with full_weights(ctx.model):  # under FSDP: ctx.raw holds whole weights on every rank in here
+        metrics = run_validation(ctx.raw, acc, ctx.data, recipe.data.val_batch_size or recipe.data.batch_size,
+                                 ctx.losses, with_oracle=True, limit=recipe.data.limit_val_batches)
+        if isinstance(ctx.scheduler, PlateauLR):
+            ctx.scheduler.step(metrics["val_loss"])
+        metrics.update({"train_loss": float(run_loss[0] / run_loss[1].clamp_min(1.0)), "epoch": epoch,
+                        "lr": ctx.scheduler.get_last_lr()[-1], "nonfinite_skipped": state.nonfinite_skipped,
+                        "save_errors": state.save_errors})
+        ctx.logger.log(metrics, step=state.global_step)
+        ctx.metrics = metrics
+        ctx.hooks.on_validation_end(ctx)  # the epoch table, user hooks
+        save_models(ctx, metrics, epoch)
     ctx.hooks.on_epoch_end(ctx)  # early stopping, time budget, model logging, user hooks
     state.epoch, state.batches_in_epoch = epoch + 1, 0
     save_resumable(ctx, epoch + 1, 0, {})
