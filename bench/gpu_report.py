@@ -38,11 +38,15 @@ def main(out: str) -> None:
               f"{'-' if mem is None else f'{mem:.0f} MB'}")
     for goal, g in loop_all.get("goals", {}).items():
         print(f"  {goal}: {g['value']:.3g} (goal {g['goal']}: {'met' if g['pass'] else 'NOT met'})")
-    ddp = parts.get("ddp", {})
-    if ddp:
-        bps = ddp.get("val_bps_overall") or [None]
-        print(f"1-GPU DDP launch of the demo: {ddp['steps']} steps, {ddp['step_ms_median']} ms/step, "
-              f"{ddp['wall_s']} s wall, val bits/spike {bps[-1] if bps[-1] is None else round(bps[-1], 4)}")
+    for name in ("ddp", "fsdp"):
+        run = parts.get(name, {})
+        if run.get("failed"):
+            print(f"1-GPU {name.upper()} launch of the demo: FAILED (see {run['log']})")
+        elif run:
+            bps = run.get("val_bps_overall") or [None]
+            print(f"1-GPU {name.upper()} launch of the demo: {run['steps']} steps, {run['step_ms_median']} ms/step, "
+                  f"{run['wall_s']} s wall, val bits/spike {bps[-1] if bps[-1] is None else round(bps[-1], 4)}, "
+                  f"resumable state {'saved' if run.get('resumable_state') else 'MISSING'}")
 
 
 if __name__ == "__main__":

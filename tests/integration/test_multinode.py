@@ -247,3 +247,19 @@ def test_every_trial_of_a_sweep_trains_on_both_processes(tmp_path, reference):
     (same,) = (tmp_path / "sweep" / "trials").glob("train.lr=0.005*")
     got_losses, got_weights = _run(tmp_path, same)
     assert got_losses == losses and all(torch.equal(got_weights[k], weights[k]) for k in weights)
+
+
+def test_a_script_trains_twice_in_one_launch_and_exits_cleanly(tmp_path, reference):
+    """The Python API under ``accelerate launch``: the second ``train`` of the script uses the same process group
+    (it continues the first run from its mid-epoch stop), and the script ends with exit code 0 without releasing
+    the group itself; the result equals the straight 2-process run bit for bit."""
+    data, losses, weights = reference
+    recipe = _recipe(tmp_path, data)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(ROOT / "accelerate_configs" / "cpu_2proc.yaml"), "--main_process_port", str(free_port()),
+           str(ROOT / "tests" / "scripts" / "two_runs_api.py"), str(recipe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("2 process(es)") == 2 and f"RUNS global_step 10 {2 * STEPS}" in proc.stdout
+    got_losses, got_weights = _run(tmp_path)
+    assert got_losses == losses and all(torch.equal(got_weights[k], weights[k]) for k in weights)

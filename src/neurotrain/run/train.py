@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import atexit
 import gc
 
 import torch
@@ -33,6 +34,7 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         raise ConfigError(recipe.source, "ensemble.members", f"{recipe.ensemble.members} members: train an ensemble "
                           "with neurotrain.run.ensemble.train_ensemble (or `neurotrain train`, which does)")
     ctx = setup(recipe, model=model, initialized_readouts=initialized_readouts, hooks=hooks)
+    _release_at_exit()
     try:
         metrics = train_loop(ctx)
     finally:  # also when a save failed (SaveError): the trackers are closed, the process group let go
@@ -64,7 +66,7 @@ def close(ctx) -> None:
 
 def release_process_group() -> None:
     """Destroy this process's default process group, if any (the ``neurotrain`` command does this once, when its
-    command is done; a script that calls :func:`train` under ``accelerate launch`` may call it at its end). The
+    command is done; for a script that calls :func:`train` under ``accelerate launch`` it runs at exit). The
     group's last owner is then torch's Python registry, and torch destroys a group dropped from Python with the GIL
     released. Call it after every run's :func:`close` (``train`` does that): a live DDP wrapper would hold the group
     and free it later with the GIL held."""
@@ -72,3 +74,15 @@ def release_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()
+
+
+_RELEASE_REGISTERED = []
+
+
+def _release_at_exit() -> None:
+    """A script that calls :func:`train` under ``accelerate launch`` and never calls :func:`release_process_group`
+    still ends its group while the interpreter is whole (gloo's threads torn down during interpreter shutdown can
+    abort the process after a finished run)."""
+    if not _RELEASE_REGISTERED:
+        atexit.register(release_process_group)
+        _RELEASE_REGISTERED.append(True)
