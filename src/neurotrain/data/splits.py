@@ -61,6 +61,12 @@ def _trials(tids: np.ndarray) -> np.ndarray:
     return np.unique(tids[np.concatenate([[True], tids[1:] != tids[:-1]])])
 
 
+def _sorted(times: np.ndarray) -> np.ndarray:
+    """``times`` itself when it is sorted already, else a sorted copy."""
+    times = np.asarray(times)
+    return times if times.size < 2 or bool(np.all(times[1:] >= times[:-1])) else np.sort(times)
+
+
 def leakage_safe_splits(sessions, train_times, val_times, repeats: str = "val"):
     """Apply the rules above. Returns ``(train_times, val_times, oracle_trials, report)``; ``oracle_trials``
     lists, per session, the trial ids of repeated stimuli (empty where there are none)."""
@@ -86,9 +92,14 @@ def leakage_safe_splits(sessions, train_times, val_times, repeats: str = "val"):
     for i, h in enumerate(hashes):
         tids = trial_of[i][train_times[i]]
         bad_trials = {tid for tid in _trials(tids).tolist() if h[int(tid)] in held_out}
-        move = np.isin(tids, list(bad_trials)) if bad_trials else np.zeros(len(tids), bool)
-        new_train.append(train_times[i][~move])
-        new_val.append(np.sort(np.concatenate([val_times[i], train_times[i][move]])))
+        if bad_trials:
+            move = np.isin(tids, list(bad_trials))
+            new_train.append(train_times[i][~move])
+            new_val.append(np.sort(np.concatenate([val_times[i], train_times[i][move]])))
+        else:  # the usual case: nothing moves (no copies: 100M samples take seconds to copy and sort)
+            move = np.zeros(0, bool)
+            new_train.append(train_times[i])
+            new_val.append(_sorted(val_times[i]))
         report.moved_to_val.append(int(move.sum()))
         report.repeat_trials.append(len(oracle_trials[i]))
     return new_train, new_val, oracle_trials, report
