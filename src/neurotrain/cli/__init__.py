@@ -93,14 +93,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"neurotrain: {command} error: an output could not be written: {' '.join(str(err).split())}; "
               "free space and run the command again", file=sys.stderr)
         return SaveError.exit_code
-    finally:
-        _release_process_group()
-
-
-def _release_process_group() -> None:
-    """Under ``accelerate launch`` the process group lives as long as the command (every run of an ensemble or a
-    sweep uses it); it ends here (:func:`neurotrain.run.train.release_process_group`)."""
-    if "torch.distributed" in sys.modules:  # commands that never imported torch have no group
-        from neurotrain.run.train import release_process_group
-
-        release_process_group()

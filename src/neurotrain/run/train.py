@@ -34,7 +34,6 @@ def train(recipe: Recipe, model: torch.nn.Module | None = None, initialized_read
         raise ConfigError(recipe.source, "ensemble.members", f"{recipe.ensemble.members} members: train an ensemble "
                           "with neurotrain.run.ensemble.train_ensemble (or `neurotrain train`, which does)")
     ctx = setup(recipe, model=model, initialized_readouts=initialized_readouts, hooks=hooks)
-    _release_at_exit()
     try:
         metrics = train_loop(ctx)
     finally:  # also when a save failed (SaveError): the trackers are closed, the process group let go
@@ -65,8 +64,8 @@ def close(ctx) -> None:
 
 
 def release_process_group() -> None:
-    """Destroy this process's default process group, if any (the ``neurotrain`` command does this once, when its
-    command is done; for a script that calls :func:`train` under ``accelerate launch`` it runs at exit). The
+    """Destroy this process's default process group, if any (registered to run at exit, for the ``neurotrain``
+    command and for scripts that call :func:`train` under ``accelerate launch``; calling it earlier is fine). The
     group's last owner is then torch's Python registry, and torch destroys a group dropped from Python with the GIL
     released. Call it after every run's :func:`close` (``train`` does that): a live DDP wrapper would hold the group
     and free it later with the GIL held."""
@@ -76,13 +75,6 @@ def release_process_group() -> None:
         dist.destroy_process_group()
 
 
-_RELEASE_REGISTERED = []
-
-
-def _release_at_exit() -> None:
-    """A script that calls :func:`train` under ``accelerate launch`` and never calls :func:`release_process_group`
-    still ends its group while the interpreter is whole (gloo's threads torn down during interpreter shutdown can
-    abort the process after a finished run)."""
-    if not _RELEASE_REGISTERED:
-        atexit.register(release_process_group)
-        _RELEASE_REGISTERED.append(True)
+# A process that trained ends its group while the interpreter is whole (gloo's threads torn down during interpreter
+# shutdown can abort a process after a finished run): the `neurotrain` command and scripts alike.
+atexit.register(release_process_group)

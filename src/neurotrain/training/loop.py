@@ -104,11 +104,12 @@ def train_epoch(ctx: RunContext, epoch: int, preempt: Preemption) -> tuple[str |
                                                      batch_transform(ctx, epoch, state.batches_in_epoch))
             state.nonfinite_skipped += skipped
             acc.backward(loss)
-            used.update(int(sub["session_idx"]) for sub in batch)
-            if acc.sync_gradients:
-                if fsdp:  # sessions no rank trained keep no gradient, as under DDP (neurotrain.training.sharding)
+            if fsdp:  # sessions no rank trained keep no gradient, as under DDP (neurotrain.training.sharding)
+                used.update(int(sub["session_idx"]) for sub in batch)
+                if acc.sync_gradients:
                     drop_unused_session_grads(raw, used, acc)
-                used = set()
+                    used = set()
+            if acc.sync_gradients:
                 # The penalties join the loss of this optimizer step through their gradient, added
                 # identically on every rank after the all-reduce (see Regularizers.add_penalty_grads).
                 if regs.has_penalties:
